@@ -1,0 +1,310 @@
+"""Every setting of every process, in one place.
+
+One frozen dataclass per section, each field with its default and a one-line comment.
+A TOML file (see `configs/*.toml`) carries only what differs from these defaults, and
+`--set section.key=value` overrides single values on the command line. An unknown section
+or key, or a value of the wrong type, is an error that names it: nothing starts on a typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent
+DEFAULT_BUNDLE = Path("artifacts/bundle.pt")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    # capture PUSH connects here; each feature worker binds one (comma-separate several to share load)
+    frames: str = "tcp://127.0.0.1:5555"
+    # feature workers PUSH connect here; the LSTM worker binds it
+    features: str = "tcp://127.0.0.1:5556"
+    # the LSTM worker binds this PUB socket; dashboards SUBscribe to `label/<stream>/`
+    labels: str = "tcp://127.0.0.1:5557"
+
+
+@dataclass(frozen=True)
+class Capture:
+    # frames per second sampled from the source (the source may run faster; frames are skipped)
+    fps: float = 15.0
+    # geometric part of the preset: resize the short side to this, then center crop
+    resize: int = 256
+    # center crop size in pixels (square); must match the model's preset
+    crop: int = 224
+    # loop a video file source when it ends
+    loop: bool = False
+    # ZeroMQ send high-water mark: keep it tiny so stale frames are dropped, not queued
+    send_hwm: int = 2
+    # reconnect backoff for cameras that fail: first delay and cap, seconds
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 8.0
+    # a source that gives no frame for this long is treated as dead and reopened
+    stall_timeout_s: float = 5.0
+    # synthetic camera: frames per activity segment and seed
+    synthetic_segment_frames: int = 160
+    synthetic_seed: int = 0
+    # stop after this many frames (0: run until stopped); used by tests and benchmarks
+    max_frames: int = 0
+    # seconds between stats messages
+    stats_interval_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Features:
+    # checkpoint bundle with the trained CNN; random weights (logged) when it does not exist
+    bundle: str = str(DEFAULT_BUNDLE)
+    # use torchvision's ImageNet weights when no bundle exists and the weights are on this machine
+    imagenet_fallback: bool = True
+    # inference backend: auto, torch, openvino
+    backend: str = "auto"
+    # device for the torch backend: auto, cpu, cuda
+    device: str = "auto"
+    # largest batch built across streams, and the longest wait for it to fill, milliseconds
+    max_batch: int = 16
+    max_wait_ms: float = 2.0
+    # receive high-water mark on the frames socket
+    recv_hwm: int = 4
+    # seconds between stats messages
+    stats_interval_s: float = 2.0
+    # torch intra-op threads (0: torch's default)
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class Lstm:
+    # checkpoint bundle with the trained LSTM; random weights (logged) when it does not exist
+    bundle: str = str(DEFAULT_BUNDLE)
+    # how many top classes each label message carries
+    top_k: int = 3
+    # a stream silent for this long has its state evicted (announced on its event topic)
+    evict_after_s: float = 10.0
+    # how long to wait for a missing sequence number before treating it as a gap, milliseconds
+    reorder_wait_ms: float = 200.0
+    # seconds between stats messages
+    stats_interval_s: float = 2.0
+    # random-weights fallback only: hidden size, layers and window when no bundle exists
+    random_hidden: int = 64
+    random_layers: int = 2
+    random_window: int = 32
+
+
+@dataclass(frozen=True)
+class Security:
+    # encrypt and authenticate every TCP socket with ZeroMQ CURVE
+    curve: bool = False
+    # folder with this deployment's key pairs and the allow-list of client public keys
+    keys_dir: str = "keys"
+    # largest message a receiving socket accepts, bytes (stops a huge declared size exhausting memory)
+    max_message_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Supervisor:
+    # number of feature workers `run.py up` starts (they share the frames)
+    feature_workers: int = 1
+    # restart a process that died, after this delay, seconds
+    restart_delay_s: float = 0.5
+    # where `up` writes each process's log
+    log_dir: str = "runs/logs"
+
+
+@dataclass(frozen=True)
+class CnnRecipe:
+    # per-frame ResNet-18 fine-tuning (the lecture's first notebook)
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 1e-3
+    # DataLoader worker processes
+    workers: int = 2
+    # start from ImageNet weights ("imagenet") or from scratch ("none")
+    weights: str = "none"
+    # frames taken per second of video by `prepare`
+    frames_per_second: float = 25.0
+    # bfloat16 autocast on capable CPUs, AMP on GPU
+    mixed_precision: bool = True
+    # training frames drawn at random each epoch (0: every training frame once per epoch)
+    frames_per_epoch: int = 0
+    # after each epoch, test on every k-th test frame (`evaluate` always scores every frame)
+    test_frame_stride: int = 1
+    # seed for weight init and shuffling, so runs repeat
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LstmRecipe:
+    # LSTM over 32-frame feature sequences (the lecture's third notebook)
+    hidden: int = 128
+    layers: int = 2
+    window: int = 32
+    # stride between windows sampled from one video
+    window_stride: int = 4
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    dropout: float = 0.0
+    # seed for weight init and shuffling, so runs repeat
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Data:
+    # UCF101-layout root (with UCF-101/ and ucfTrainTestlist/)
+    ucf_root: str = "data/synthetic"
+    # classes to use; empty means every class in classInd.txt
+    classes: tuple[str, ...] = ()
+    # which official split (1, 2 or 3)
+    split: int = 1
+    # where prepare/extract/train write their outputs
+    work_dir: str = "runs/train"
+    # preprocessing preset shared by training and the live workers
+    resize: int = 256
+    crop: int = 224
+
+
+@dataclass(frozen=True)
+class Config:
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    capture: Capture = field(default_factory=Capture)
+    features: Features = field(default_factory=Features)
+    lstm: Lstm = field(default_factory=Lstm)
+    security: Security = field(default_factory=Security)
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    data: Data = field(default_factory=Data)
+    cnn: CnnRecipe = field(default_factory=CnnRecipe)
+    sequence: LstmRecipe = field(default_factory=LstmRecipe)
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Defaults, then the TOML file (if any), then `section.key=value` overrides."""
+    values: dict[str, dict[str, object]] = {}
+    if path is not None:
+        values = _read_toml(Path(path))
+    for item in overrides:
+        section, key, raw = _split_override(item)
+        values.setdefault(section, {})[key] = _parse_scalar(raw)
+    return build_config(values, origin=str(path) if path else "--set")
+
+
+def build_config(values: dict[str, dict[str, object]], origin: str = "config") -> Config:
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    built = {}
+    for section_name, section_values in values.items():
+        if section_name not in sections:
+            raise ConfigError(
+                f"{origin}: unknown section [{section_name}]; known sections: {', '.join(sections)}"
+            )
+        if not isinstance(section_values, dict):
+            raise ConfigError(f"{origin}: [{section_name}] must be a table of key = value lines")
+        section_type = _section_type(sections[section_name])
+        built[section_name] = _build_section(section_type, section_name, section_values, origin)
+    return Config(**built)
+
+
+def config_to_toml(config: Config) -> str:
+    """Serialise a whole config (every value, so a child process sees exactly what its parent resolved)."""
+    lines = []
+    for section in dataclasses.fields(config):
+        lines.append(f"[{section.name}]")
+        for key, value in dataclasses.asdict(getattr(config, section.name)).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def replace(config: Config, section: str, **changes: object) -> Config:
+    """A copy of `config` with some values of one section changed (configs stay frozen)."""
+    updated = dataclasses.replace(getattr(config, section), **changes)
+    return dataclasses.replace(config, **{section: updated})
+
+
+def _read_toml(path: Path) -> dict[str, dict[str, object]]:
+    if not path.exists() and not path.is_absolute() and (CONFIG_DIR / path.name).exists():
+        path = CONFIG_DIR / path.name
+    if not path.exists():
+        known = ", ".join(p.name for p in sorted(CONFIG_DIR.glob("*.toml")))
+        raise ConfigError(f"config file {path} does not exist; the shipped ones are: {known}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+
+
+def _split_override(item: str) -> tuple[str, str, str]:
+    name, sep, raw = item.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. capture.fps=10")
+    return section, key, raw.strip()
+
+
+def _parse_scalar(raw: str) -> object:
+    """Read an override as TOML would (numbers, booleans, quoted strings, arrays); bare words stay strings."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _section_type(section_field: dataclasses.Field) -> type:
+    hints = typing.get_type_hints(Config)
+    return hints[section_field.name]
+
+
+def _build_section(section_type: type, section_name: str, values: dict[str, object], origin: str):
+    hints = typing.get_type_hints(section_type)
+    accepted = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(
+                f"{origin}: unknown key {section_name}.{key}; known keys in [{section_name}]: "
+                f"{', '.join(hints)}"
+            )
+        accepted[key] = _coerce(value, hints[key], f"{section_name}.{key}", origin)
+    return section_type(**accepted)
+
+
+def _coerce(value: object, expected: object, name: str, origin: str) -> object:
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typing.get_origin(expected) is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{origin}: {name} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if expected is int and isinstance(value, bool) or not isinstance(value, expected):  # type: ignore[arg-type]
+        raise ConfigError(
+            f"{origin}: {name} must be {getattr(expected, '__name__', expected)}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def add_config_arguments(parser) -> None:
+    """The two options every subcommand takes."""
+    parser.add_argument("--config", default=None,
+                        help="TOML file with the values that differ from the defaults (see configs/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one value, e.g. --set capture.fps=10 (repeatable)")
+
+
+def from_args(args) -> Config:
+    return load_config(args.config, args.overrides)

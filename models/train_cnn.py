@@ -1,0 +1,126 @@
+"""Stage 3, `run.py train-cnn` (the lecture's first notebook): fine-tune the per-frame ResNet-18.
+
+FrameCNN (ResNet-18, last layer 512 -> classes) trained on single frames with NLL loss on its
+log-softmax and Adam; ImageNet start with cnn.weights = "imagenet" (file must be on this machine,
+see models/pretrained.py), from scratch with "none". The best epoch by test accuracy is saved with
+`models.bundle.save_cnn` to <work_dir>/cnn.pt; curves go to cnn_curves.png, figures to
+cnn_history.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader, RandomSampler
+
+from configs.settings import Config, add_config_arguments, from_args, replace
+from models import bundle
+from models.frames import FrameDataset, FramesError, prepared_videos
+from models.networks import FrameCNN
+from models.presets import Preset, normalize_batch
+from models.pretrained import ImageNetWeightsMissing, imagenet_resnet18
+from models.training_loop import Precision, choose_device, fit
+from models.training_report import EpochResult, TrainingReport
+
+WEIGHT_CHOICES = ("imagenet", "none")
+
+
+@dataclass
+class TrainedCnn:
+    checkpoint: Path
+    best: EpochResult | None
+    seconds: float
+
+
+def cnn_path(work_dir: Path) -> Path:
+    return Path(work_dir) / "cnn.pt"
+
+
+def build_cnn(num_classes: int, weights: str) -> FrameCNN:
+    """FrameCNN from ImageNet weights ("imagenet", raises ImageNetWeightsMissing) or random init ("none")."""
+    if weights == "imagenet":
+        return FrameCNN(num_classes, backbone=imagenet_resnet18())
+    if weights == "none":
+        return FrameCNN(num_classes)
+    raise ValueError(f"cnn.weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
+
+
+def training_classes(config: Config, manifest_classes: list[str]) -> list[str]:
+    """The prepared classes; a different data.classes means prepare must run again."""
+    if config.data.classes and sorted(config.data.classes) != sorted(manifest_classes):
+        raise FramesError(f"data.classes {list(config.data.classes)} differ from the prepared classes "
+                          f"{manifest_classes}: run `python run.py prepare` with this config first")
+    return manifest_classes
+
+
+def train_cnn(config: Config, console: Console | None = None, progress: bool = True) -> TrainedCnn:
+    console = console or Console()
+    started = time.perf_counter()
+    recipe, work_dir = config.cnn, Path(config.data.work_dir)
+    classes, train_videos = prepared_videos(work_dir, "train")
+    _, test_videos = prepared_videos(work_dir, "test")
+    classes = training_classes(config, classes)
+    preset = Preset(resize=config.data.resize, crop=config.data.crop)
+    torch.manual_seed(recipe.seed)
+    model = build_cnn(len(classes), recipe.weights).to(memory_format=torch.channels_last)
+    device = choose_device()
+    precision = Precision.choose(device, recipe.mixed_precision)
+
+    train_set = FrameDataset(train_videos, classes, preset)
+    test_set = FrameDataset(test_videos, classes, preset, frame_stride=recipe.test_frame_stride)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    sampler = RandomSampler(train_set, num_samples=recipe.frames_per_epoch or None, generator=generator)
+    loader_options = dict(batch_size=recipe.batch_size, num_workers=recipe.workers,
+                          pin_memory=device.type == "cuda", persistent_workers=recipe.workers > 0)
+    train_loader = DataLoader(train_set, sampler=sampler, **loader_options)
+    test_loader = DataLoader(test_set, shuffle=False, **loader_options)
+    console.print(f"train-cnn: {len(classes)} classes, {len(train_set)} train frames "
+                  f"({len(sampler)} per epoch), {len(test_set)} test frames, weights {recipe.weights}, "
+                  f"preset {preset.resize}/{preset.crop}, {recipe.epochs} epochs, batch {recipe.batch_size}, "
+                  f"lr {recipe.lr:g}, on {device.type} with {precision.describe()}")
+
+    def to_device(batch, target):
+        images, labels = batch
+        images = normalize_batch(images.to(target, non_blocking=True), preset)
+        return images, labels.to(target, non_blocking=True)
+
+    checkpoint = cnn_path(work_dir)
+
+    def save_best(result: EpochResult) -> None:
+        bundle.save_cnn(checkpoint, model, classes, preset,
+                        metrics={"epoch": result.epoch, "test_accuracy": result.test_accuracy,
+                                 "test_loss": result.test_loss, "train_accuracy": result.train_accuracy,
+                                 "weights": recipe.weights})
+
+    report = TrainingReport("train-cnn", recipe.epochs, console, work_dir / "cnn_curves.png",
+                            work_dir / "cnn_history.json")
+    best = fit(model, train_loader, test_loader, to_device, epochs=recipe.epochs, lr=recipe.lr, device=device,
+               precision=precision, report=report, on_best=save_best, progress=progress)
+    seconds = time.perf_counter() - started
+    report.finish({"seconds": seconds, "classes": classes, "weights": recipe.weights})
+    console.print(f"train-cnn: saved the best epoch to {checkpoint} ({seconds:.0f} s in all)")
+    return TrainedCnn(checkpoint, best, seconds)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--weights", choices=WEIGHT_CHOICES, default=None,
+                        help="start from ImageNet weights or from scratch (default: cnn.weights from the config)")
+
+
+def main(args: argparse.Namespace) -> int:
+    console = Console()
+    config = from_args(args)
+    if args.weights:
+        config = replace(config, "cnn", weights=args.weights)
+    try:
+        train_cnn(config, console)
+    except (ImageNetWeightsMissing, FramesError) as error:
+        console.print(f"[red]train-cnn: {error}")
+        return 1
+    return 0

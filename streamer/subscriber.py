@@ -1,0 +1,149 @@
+"""`run.py subscribe`: the latest label per stream, live, or one JSON object per label message.
+
+`render(view) -> Table` is pure, so the table is tested with a string console; the Live loop
+around it only receives and redraws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import zmq
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from configs.settings import add_config_arguments, from_args
+from streamer import wire
+from streamer.sockets import StopFlag, make_socket
+
+
+@dataclass
+class StreamView:
+    label: wire.Label
+    received: float  # wall clock when this subscriber got it
+    messages: int = 0
+    correct: int = 0  # settled labels that matched the ground truth (synthetic sources)
+    judged: int = 0
+
+
+@dataclass
+class View:
+    streams: dict[str, StreamView] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add_label(self, label: wire.Label, received: float) -> None:
+        previous = self.streams.get(label.stream)
+        view = StreamView(label, received, previous.messages + 1 if previous else 1,
+                          previous.correct if previous else 0, previous.judged if previous else 0)
+        if is_settled(label):
+            view.judged += 1
+            view.correct += int(label.label == label.truth)
+        self.streams[label.stream] = view
+
+
+def is_settled(label: wire.Label) -> bool:
+    """A label that can be judged against ground truth: warm, and its whole window in one activity."""
+    return (label.truth is not None and not label.warming and label.truth_since >= 0
+            and label.seq - label.truth_since >= label.frames_in_window - 1)
+
+
+def latency_ms(label: wire.Label, received: float) -> float:
+    return (received - label.t_capture) * 1000
+
+
+def render(view: View) -> Table:
+    table = Table(title="live labels", expand=False)
+    for column in ("stream", "seq", "label", "score", "top-k", "window", "latency ms", "truth", "live acc", "model"):
+        table.add_column(column, justify="right" if column in ("seq", "score", "latency ms", "live acc") else "left")
+    for name in sorted(view.streams):
+        item = view.streams[name]
+        label = item.label
+        window = "warming up" if label.warming else "full"
+        window = f"{window} {label.frames_in_window}"
+        top = ", ".join(f"{n} {p:.2f}" for n, p in label.top_k[1:])
+        accuracy = f"{100 * item.correct / item.judged:.1f}%" if item.judged else "-"
+        table.add_row(name, str(label.seq), label.label, f"{label.score:.2f}", top, window,
+                      f"{latency_ms(label, item.received):.1f}", label.truth or "-", accuracy, label.model_id)
+    if view.events:
+        table.caption = " | ".join(view.events[-3:])
+    return table
+
+
+def label_json(label: wire.Label, received: float) -> str:
+    record = asdict(label)
+    record["latency_ms"] = round(latency_ms(label, received), 3)
+    return json.dumps(record)
+
+
+def subscribe(endpoint_config, streams: list[str], *, as_json: bool, count: int, seconds: float,
+              console: Console | None = None, stop: StopFlag | None = None) -> int:
+    """Receive labels until `count` labels or `seconds` passed (0: no limit). Returns labels received."""
+    config = endpoint_config
+    stop = stop or StopFlag()
+    context = zmq.Context()
+    socket = make_socket(context, zmq.SUB, config.endpoints.labels, bind=False, security=config.security,
+                         server_curve=False)
+    for stream in streams or [""]:
+        socket.setsockopt(zmq.SUBSCRIBE, wire.label_topic(stream) if stream else b"label/")
+    if not as_json:
+        socket.setsockopt(zmq.SUBSCRIBE, b"event/")
+        socket.setsockopt(zmq.SUBSCRIBE, b"stats/")
+    console = console or Console()
+    view, received_labels, malformed = View(), 0, 0
+    deadline = time.monotonic() + seconds if seconds else float("inf")
+    live = None if as_json else Live(render(view), console=console, refresh_per_second=4)
+    try:
+        if live:
+            live.start()
+        while not stop and time.monotonic() < deadline and not (count and received_labels >= count):
+            if not socket.poll(100):
+                continue
+            parts = socket.recv_multipart()
+            received = time.time()
+            try:
+                message = wire.unpack_published(parts)
+            except wire.WireError:
+                malformed += 1
+                continue
+            if isinstance(message, wire.Label):
+                received_labels += 1
+                if as_json:
+                    print(label_json(message, received), flush=True)
+                else:
+                    view.add_label(message, received)
+            elif isinstance(message, wire.StreamEnd):
+                view.events.append(f"{message.stream}: ended ({message.reason})")
+            elif isinstance(message, wire.StreamStart):
+                view.events.append(f"{message.stream}: started ({message.source})")
+            elif isinstance(message, wire.Stats):
+                view.stats[message.process] = message.counters
+            if live:
+                live.update(render(view))
+    finally:
+        if live:
+            live.stop()
+        socket.close()
+        context.term()
+    if malformed:
+        print(f"{malformed} malformed messages ignored", file=sys.stderr)
+    return received_labels
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object per label message")
+    parser.add_argument("--count", type=int, default=0, help="exit after N label messages (0: never)")
+    parser.add_argument("--seconds", type=float, default=0.0, help="exit after S seconds (0: never)")
+    parser.add_argument("--stream", action="append", default=[], help="only this stream (repeatable)")
+
+
+def main(args: argparse.Namespace) -> int:
+    config = from_args(args)
+    received = subscribe(config, args.stream, as_json=args.json, count=args.count, seconds=args.seconds)
+    return 0 if (not args.count or received >= args.count) else 1

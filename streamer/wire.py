@@ -1,0 +1,382 @@
+"""The wire format: every message that crosses a ZeroMQ socket is packed and checked here.
+
+A message is multipart: `[topic?, header, buffer?]`.
+- `topic` only on the PUB socket: `label/<stream>/`, `event/<stream>/`, `stats/<process>/`.
+  The trailing slash is part of the topic, so subscribing to `label/cam1/` never also
+  delivers `label/cam10/` (ZeroMQ subscriptions match prefixes).
+- `header` is a msgpack map with the schema version `v` and the message `kind`.
+- `buffer` is the raw array (frames: uint8 HxWx3 RGB; features: float32 [dim]) sent with
+  `copy=False`; its shape and dtype are in the header and checked against its length.
+
+Never pickle: a peer can only make us allocate what a checked header allows.
+Everything that sends or receives imports this module; nothing else knows the layout.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import msgpack
+import numpy as np
+import zmq
+
+SCHEMA_VERSION = 1
+
+# The largest frame a header may declare (8K RGB); a bigger declared shape is refused before
+# anything is allocated.
+MAX_FRAME_SIDE = 8192
+MAX_FEATURE_DIM = 65536
+STREAM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+FRAME = "frame"
+FEATURE = "feature"
+LABEL = "label"
+STATS = "stats"
+STREAM_START = "stream_start"
+STREAM_END = "stream_end"
+KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END)
+
+
+class WireError(ValueError):
+    """A message that cannot be used. `reason` is a short key for the drop counters."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass
+class Frame:
+    stream: str
+    seq: int
+    t_capture: float  # time.time() when the camera delivered the frame
+    image: np.ndarray  # uint8 [H, W, 3] RGB, already resized and cropped by the preset
+    truth: str | None = None  # ground-truth activity (synthetic camera) or None
+    truth_since: int = -1  # sequence number at which the current ground truth began
+    stages: dict[str, float] = field(default_factory=dict)  # milliseconds spent per stage so far
+    t_sent: float = 0.0
+    session: int = 0  # changes when a capture restarts, so its seq numbers start again cleanly
+
+
+@dataclass
+class Feature:
+    stream: str
+    seq: int
+    t_capture: float
+    vector: np.ndarray  # float32 [dim]
+    truth: str | None = None
+    truth_since: int = -1
+    stages: dict[str, float] = field(default_factory=dict)
+    t_sent: float = 0.0
+    session: int = 0
+
+
+@dataclass
+class Label:
+    stream: str
+    seq: int
+    t_capture: float
+    t_publish: float
+    label: str
+    score: float
+    top_k: list[tuple[str, float]]
+    warming: bool  # true until the window holds `window` frames
+    frames_in_window: int
+    model_id: str
+    stages: dict[str, float]
+    truth: str | None = None
+    truth_since: int = -1
+
+
+@dataclass
+class Stats:
+    process: str  # e.g. "capture:cam0", "features:1", "lstm"
+    t: float
+    counters: dict[str, float]
+
+
+@dataclass
+class StreamStart:
+    stream: str
+    source: str
+    fps: float
+    width: int
+    height: int
+    t: float
+
+
+@dataclass
+class StreamEnd:
+    stream: str
+    reason: str  # "source ended", "source lost", "evicted", "stopped"
+    t: float
+
+
+Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd
+
+
+# ---------------------------------------------------------------------------------- packing
+
+
+def pack(message: Message) -> list:
+    """Multipart parts for a PUSH socket (no topic)."""
+    header, buffer = _header_and_buffer(message)
+    parts = [msgpack.packb(header, use_bin_type=True)]
+    if buffer is not None:
+        parts.append(buffer)
+    return parts
+
+
+def pack_published(message: Message) -> list:
+    """Multipart parts for the PUB socket: the topic first."""
+    return [topic_for(message)] + pack(message)
+
+
+def topic_for(message: Message) -> bytes:
+    if isinstance(message, Label):
+        return label_topic(message.stream)
+    if isinstance(message, Stats):
+        return stats_topic(message.process)
+    if isinstance(message, (StreamStart, StreamEnd)):
+        return event_topic(message.stream)
+    raise TypeError(f"{type(message).__name__} is not published")
+
+
+def label_topic(stream: str) -> bytes:
+    return f"label/{stream}/".encode()
+
+
+def event_topic(stream: str) -> bytes:
+    return f"event/{stream}/".encode()
+
+
+def stats_topic(process: str) -> bytes:
+    return f"stats/{process}/".encode()
+
+
+def send(socket: zmq.Socket, message: Message, flags: int = 0) -> None:
+    socket.send_multipart(pack(message), flags=flags, copy=False)
+
+
+def publish(socket: zmq.Socket, message: Message) -> None:
+    socket.send_multipart(pack_published(message), copy=False)
+
+
+def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
+    if isinstance(message, Frame):
+        image = np.ascontiguousarray(message.image, dtype=np.uint8)
+        header = _common(FRAME, message) | {"shape": list(image.shape)}
+        return header, memoryview(image).cast("B")
+    if isinstance(message, Feature):
+        vector = np.ascontiguousarray(message.vector, dtype=np.float32)
+        header = _common(FEATURE, message) | {"dim": int(vector.shape[0])}
+        return header, memoryview(vector).cast("B")
+    if isinstance(message, Label):
+        header = {
+            "v": SCHEMA_VERSION,
+            "kind": LABEL,
+            "stream": message.stream,
+            "seq": message.seq,
+            "t_capture": message.t_capture,
+            "t_publish": message.t_publish,
+            "label": message.label,
+            "score": message.score,
+            "top_k": [[name, float(p)] for name, p in message.top_k],
+            "warming": message.warming,
+            "frames_in_window": message.frames_in_window,
+            "model_id": message.model_id,
+            "stages": message.stages,
+            "truth": message.truth,
+            "truth_since": message.truth_since,
+        }
+        return header, None
+    if isinstance(message, Stats):
+        return {"v": SCHEMA_VERSION, "kind": STATS, "process": message.process, "t": message.t,
+                "counters": message.counters}, None
+    if isinstance(message, StreamStart):
+        return {"v": SCHEMA_VERSION, "kind": STREAM_START, "stream": message.stream,
+                "source": message.source, "fps": message.fps, "width": message.width,
+                "height": message.height, "t": message.t}, None
+    if isinstance(message, StreamEnd):
+        return {"v": SCHEMA_VERSION, "kind": STREAM_END, "stream": message.stream,
+                "reason": message.reason, "t": message.t}, None
+    raise TypeError(f"cannot pack {type(message).__name__}")
+
+
+def _common(kind: str, message: Frame | Feature) -> dict:
+    return {
+        "v": SCHEMA_VERSION,
+        "kind": kind,
+        "stream": message.stream,
+        "seq": message.seq,
+        "t_capture": message.t_capture,
+        "t_sent": time.time(),
+        "truth": message.truth,
+        "truth_since": message.truth_since,
+        "stages": message.stages,
+        "session": message.session,
+    }
+
+
+# -------------------------------------------------------------------------------- unpacking
+
+
+def unpack(parts: list) -> Message:
+    """Parse the parts of a PUSH/PULL message; raises WireError on anything malformed."""
+    if not parts or len(parts) > 2:
+        raise WireError("parts", f"expected 1 or 2 message parts, got {len(parts)}")
+    header = _read_header(parts[0])
+    kind = header["kind"]
+    buffer = parts[1] if len(parts) == 2 else None
+    if kind == FRAME:
+        return _frame(header, _require_buffer(buffer, kind))
+    if kind == FEATURE:
+        return _feature(header, _require_buffer(buffer, kind))
+    if buffer is not None:
+        raise WireError("parts", f"{kind} messages carry no buffer")
+    if kind == LABEL:
+        return _label(header)
+    if kind == STATS:
+        return Stats(process=_str(header, "process"), t=_number(header, "t"),
+                     counters=_number_map(header, "counters"))
+    if kind == STREAM_START:
+        return StreamStart(stream=_stream(header), source=_str(header, "source"),
+                           fps=_number(header, "fps"), width=_int(header, "width"),
+                           height=_int(header, "height"), t=_number(header, "t"))
+    return StreamEnd(stream=_stream(header), reason=_str(header, "reason"), t=_number(header, "t"))
+
+
+def unpack_published(parts: list) -> Message:
+    """Parse a message received on a SUB socket (topic first); checks the topic matches."""
+    if len(parts) < 2:
+        raise WireError("parts", "a published message has a topic and a header")
+    message = unpack(parts[1:])
+    if _bytes(parts[0]) != topic_for(message):
+        raise WireError("topic", "topic does not match the message inside")
+    return message
+
+
+def _bytes(part) -> bytes:
+    return part.bytes if isinstance(part, zmq.Frame) else bytes(part)
+
+
+def _read_header(part) -> dict:
+    try:
+        header = msgpack.unpackb(_bytes(part), raw=False, strict_map_key=True)
+    except Exception as error:  # msgpack raises several unrelated types for garbage
+        raise WireError("undecodable", f"header is not msgpack ({type(error).__name__})") from None
+    if not isinstance(header, dict):
+        raise WireError("undecodable", "header is not a map")
+    if header.get("v") != SCHEMA_VERSION:
+        raise WireError("version", f"schema version {header.get('v')!r}, this build speaks {SCHEMA_VERSION}")
+    if header.get("kind") not in KINDS:
+        raise WireError("kind", f"unknown message kind {header.get('kind')!r}")
+    return header
+
+
+def _require_buffer(buffer, kind: str):
+    if buffer is None:
+        raise WireError("parts", f"{kind} message without its buffer")
+    return buffer.buffer if isinstance(buffer, zmq.Frame) else buffer
+
+
+def _frame(header: dict, buffer) -> Frame:
+    shape = header.get("shape")
+    if (not isinstance(shape, list) or len(shape) != 3 or shape[2] != 3
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_FRAME_SIDE for s in shape)):
+        raise WireError("shape", f"frame shape must be [H, W, 3] within {MAX_FRAME_SIDE}, got {shape!r}")
+    expected = shape[0] * shape[1] * 3
+    if memoryview(buffer).nbytes != expected:
+        raise WireError("size", f"frame buffer has {memoryview(buffer).nbytes} bytes, shape needs {expected}")
+    image = np.frombuffer(buffer, dtype=np.uint8).reshape(shape)
+    return Frame(stream=_stream(header), seq=_seq(header), t_capture=_number(header, "t_capture"),
+                 image=image, truth=_optional_str(header, "truth"),
+                 truth_since=_int(header, "truth_since"), stages=_number_map(header, "stages"),
+                 t_sent=_number(header, "t_sent"), session=_int(header, "session"))
+
+
+def _feature(header: dict, buffer) -> Feature:
+    dim = header.get("dim")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= MAX_FEATURE_DIM:
+        raise WireError("shape", f"feature dim must be 1..{MAX_FEATURE_DIM}, got {dim!r}")
+    if memoryview(buffer).nbytes != dim * 4:
+        raise WireError("size", f"feature buffer has {memoryview(buffer).nbytes} bytes, dim needs {dim * 4}")
+    vector = np.frombuffer(buffer, dtype=np.float32)
+    if not np.isfinite(vector).all():
+        raise WireError("value", "feature holds NaN or infinity")
+    return Feature(stream=_stream(header), seq=_seq(header), t_capture=_number(header, "t_capture"),
+                   vector=vector, truth=_optional_str(header, "truth"),
+                   truth_since=_int(header, "truth_since"), stages=_number_map(header, "stages"),
+                   t_sent=_number(header, "t_sent"), session=_int(header, "session"))
+
+
+def _label(header: dict) -> Label:
+    top_k = header.get("top_k")
+    if not isinstance(top_k, list) or not all(
+        isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+        and isinstance(item[1], (int, float)) for item in top_k
+    ):
+        raise WireError("field", "top_k must be a list of [name, probability]")
+    warming = header.get("warming")
+    if not isinstance(warming, bool):
+        raise WireError("field", "warming must be a boolean")
+    return Label(stream=_stream(header), seq=_seq(header), t_capture=_number(header, "t_capture"),
+                 t_publish=_number(header, "t_publish"), label=_str(header, "label"),
+                 score=_number(header, "score"), top_k=[(n, float(p)) for n, p in top_k],
+                 warming=warming, frames_in_window=_int(header, "frames_in_window"),
+                 model_id=_str(header, "model_id"), stages=_number_map(header, "stages"),
+                 truth=_optional_str(header, "truth"), truth_since=_int(header, "truth_since"))
+
+
+def _stream(header: dict) -> str:
+    stream = header.get("stream")
+    if not isinstance(stream, str) or not STREAM_NAME.match(stream):
+        raise WireError("stream", f"stream name must match {STREAM_NAME.pattern}, got {stream!r}")
+    return stream
+
+
+def _seq(header: dict) -> int:
+    seq = _int(header, "seq")
+    if seq < 0:
+        raise WireError("field", f"seq must be >= 0, got {seq}")
+    return seq
+
+
+def _int(header: dict, key: str) -> int:
+    value = header.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**62:
+        raise WireError("field", f"{key} must be an integer, got {value!r}")
+    return value
+
+
+def _number(header: dict, key: str) -> float:
+    value = header.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise WireError("field", f"{key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _str(header: dict, key: str) -> str:
+    value = header.get(key)
+    if not isinstance(value, str):
+        raise WireError("field", f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _optional_str(header: dict, key: str) -> str | None:
+    value = header.get(key)
+    if value is not None and not isinstance(value, str):
+        raise WireError("field", f"{key} must be a string or nil, got {value!r}")
+    return value
+
+
+def _number_map(header: dict, key: str) -> dict[str, float]:
+    value = header.get(key)
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise WireError("field", f"{key} must map names to numbers")
+    return {k: float(v) for k, v in value.items()}

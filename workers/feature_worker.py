@@ -1,0 +1,158 @@
+"""The feature worker: frames from any number of streams -> batched ResNet-18 -> 512-d features.
+
+It binds the frames endpoint (captures connect and push), batches across streams up to
+`features.max_batch` frames or `features.max_wait_ms`, runs the backend, and pushes one feature
+message per frame to the LSTM worker. Stream start/end and upstream stats are passed along.
+Malformed messages are dropped and counted by reason; the worker never stops for one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+import zmq
+
+from configs.settings import Config, add_config_arguments, from_args
+from streamer import wire
+from streamer.logs import setup_logging
+from streamer.sockets import StopFlag, make_socket
+from workers.backends import choose_backend
+from workers.loading import load_extractor
+
+log = logging.getLogger("features")
+
+
+class FeatureWorker:
+    def __init__(self, config: Config, name: str):
+        self.config, self.name = config, name
+        settings = config.features
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        loaded = load_extractor(config)
+        self.preset, self.weights = loaded.preset, loaded.weights
+        self.backend = choose_backend(loaded.extractor, loaded.preset, backend=settings.backend,
+                                      device=settings.device, max_batch=settings.max_batch)
+        self.counters: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.cnn_ms_total = 0.0
+
+    def run(self, stop: StopFlag) -> int:
+        config = self.config
+        context = zmq.Context()
+        frames_in = make_socket(context, zmq.PULL, config.endpoints.frames, bind=True, security=config.security,
+                                hwm=config.features.recv_hwm)
+        features_out = make_socket(context, zmq.PUSH, config.endpoints.features, bind=False,
+                                   security=config.security, hwm=max(64, 4 * config.features.max_batch))
+        poller = zmq.Poller()
+        poller.register(frames_in, zmq.POLLIN)
+        last_stats = time.monotonic()
+        log.info("feature worker %s ready on %s (weights: %s, backend: %s)", self.name, config.endpoints.frames,
+                 self.weights, self.backend.name)
+        try:
+            while not stop:
+                if poller.poll(100):
+                    batch = self._collect_batch(frames_in, features_out)
+                    if batch:
+                        self._process(batch, features_out)
+                if time.monotonic() - last_stats >= config.features.stats_interval_s:
+                    last_stats = time.monotonic()
+                    self._forward(features_out, wire.Stats(process=f"features:{self.name}", t=time.time(),
+                                                           counters=self.stats()))
+        finally:
+            frames_in.close()
+            features_out.close()
+            context.term()
+        return 0
+
+    def stats(self) -> dict[str, float]:
+        batches = self.counters["batches"]
+        return {**self.counters, **{f"dropped_{reason}": n for reason, n in self.dropped.items()},
+                "dropped": sum(self.dropped.values()),
+                "mean_batch": self.counters["frames"] / batches if batches else 0.0,
+                "cnn_ms_per_batch": self.cnn_ms_total / batches if batches else 0.0}
+
+    def _collect_batch(self, frames_in: zmq.Socket, features_out: zmq.Socket) -> list[tuple[wire.Frame, float]]:
+        """Everything waiting, up to max_batch frames; waits at most max_wait_ms for the batch to fill."""
+        settings = self.config.features
+        batch: list[tuple[wire.Frame, float]] = []
+        deadline = time.perf_counter() + settings.max_wait_ms / 1000
+        while len(batch) < settings.max_batch:
+            try:
+                parts = frames_in.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or not batch or not frames_in.poll(remaining * 1000):
+                    break
+                continue
+            received = time.time()
+            message = self._parse(parts)
+            if isinstance(message, wire.Frame):
+                batch.append((message, received))
+            elif message is not None:
+                self._forward(features_out, message)  # stream start/end and capture stats go downstream
+        return batch
+
+    def _parse(self, parts) -> wire.Message | None:
+        try:
+            message = wire.unpack(parts)
+        except wire.WireError as error:
+            self._drop(error.reason, str(error))
+            return None
+        if isinstance(message, wire.Frame):
+            expected = (self.preset.crop, self.preset.crop, 3)
+            if message.image.shape != expected:
+                self._drop("frame_size", f"stream {message.stream}: frame {message.image.shape}, the model's preset "
+                                         f"needs {expected}; set capture.crop={self.preset.crop} "
+                                         f"capture.resize={self.preset.resize}")
+                return None
+        elif isinstance(message, (wire.Feature, wire.Label)):
+            self._drop("kind", f"a {type(message).__name__} message arrived on the frames socket")
+            return None
+        return message
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.dropped[reason] += 1
+        if self.dropped[reason] in (1, 10, 100, 1000) or self.dropped[reason] % 10000 == 0:
+            log.warning("dropped message (%s, %d so far): %s", reason, self.dropped[reason], detail)
+
+    def _process(self, batch: list[tuple[wire.Frame, float]], features_out: zmq.Socket) -> None:
+        started = time.time()
+        images = np.stack([frame.image for frame, _ in batch])
+        vectors = self.backend(images)
+        cnn_ms = (time.time() - started) * 1000
+        self.cnn_ms_total += cnn_ms
+        self.counters["batches"] += 1
+        self.counters["frames"] += len(batch)
+        for (frame, received), vector in zip(batch, vectors):
+            stages = dict(frame.stages)
+            stages["transport_frames"] = max(0.0, (received - frame.t_sent) * 1000)
+            stages["queue_features"] = (started - received) * 1000
+            stages["cnn"] = cnn_ms
+            feature = wire.Feature(stream=frame.stream, seq=frame.seq, t_capture=frame.t_capture, vector=vector,
+                                   truth=frame.truth, truth_since=frame.truth_since, stages=stages,
+                                   session=frame.session)
+            self._forward(features_out, feature)
+
+    def _forward(self, features_out: zmq.Socket, message: wire.Message) -> None:
+        try:
+            wire.send(features_out, message, flags=zmq.NOBLOCK)
+            self.counters["sent"] += 1
+        except zmq.Again:
+            # The LSTM worker is gone or far behind; dropping here keeps this worker's memory bounded.
+            self.dropped["downstream_full"] += 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--name", default="0", help="this worker's name in stats and logs")
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging(f"features:{args.name}")
+    config = from_args(args)
+    return FeatureWorker(config, args.name).run(StopFlag())
