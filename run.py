@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from configs.settings import ActionableError
+
 # subcommand -> (module, one-line help). Modules are imported only when their subcommand runs,
 # so `run.py subscribe` never pays for importing torch.
 SUBCOMMANDS = {
@@ -42,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:
             importlib.import_module(module_name).add_arguments(sub)
     args = parser.parse_args(argv)
-    return int(importlib.import_module(args.module).main(args) or 0)
+    try:
+        return int(importlib.import_module(args.module).main(args) or 0)
+    except ActionableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

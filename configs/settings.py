@@ -18,7 +18,12 @@ CONFIG_DIR = Path(__file__).resolve().parent
 DEFAULT_BUNDLE = Path("artifacts/bundle.pt")
 
 
-class ConfigError(ValueError):
+class ActionableError(Exception):
+    """A problem the user can fix (a typo, a missing file, a dead camera): `run.py` prints the
+    message, which says what is wrong and what to do, without a traceback, and exits with 2."""
+
+
+class ConfigError(ActionableError, ValueError):
     """A config file or override that cannot be used; the message says which key and why."""
 
 
@@ -75,8 +80,12 @@ class Features:
     recv_hwm: int = 4
     # seconds between stats messages
     stats_interval_s: float = 2.0
-    # torch intra-op threads (0: torch's default)
+    # inference threads: torch intra-op and OpenVINO INFERENCE_NUM_THREADS (0: the library's default)
     threads: int = 0
+    # precision: auto (bf16 on capable CPUs, fp16 on CUDA), fp32 (plain float32), reduced (same as auto)
+    precision: str = "auto"
+    # OpenVINO: parallel infer requests a batch is split across (1: one latency-mode request)
+    openvino_requests: int = 1
 
 
 @dataclass(frozen=True)

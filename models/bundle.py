@@ -16,13 +16,14 @@ from pathlib import Path
 
 import torch
 
+from configs.settings import ActionableError
 from models.networks import FEATURE_DIM, FrameCNN, SequenceLSTM
 from models.presets import Preset
 
 FORMAT = "cnn-lstm-bundle/1"
 
 
-class BundleError(ValueError):
+class BundleError(ActionableError, ValueError):
     """A checkpoint that is missing, unreadable, or does not fit what it is loaded into."""
 
 

@@ -1,0 +1,112 @@
+"""The wire format: every kind round-trips; anything malformed is refused with a reason."""
+
+from __future__ import annotations
+
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from streamer import wire
+from tests.conftest import free_port, recv_published
+
+
+def _frame(stream="cam0", seq=3, shape=(8, 6, 3)) -> wire.Frame:
+    image = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
+    return wire.Frame(stream=stream, seq=seq, t_capture=123.5, image=image, truth="FadeIn", truth_since=1,
+                      stages={"preprocess": 0.5}, session=42)
+
+
+def _label(stream="cam1") -> wire.Label:
+    return wire.Label(stream=stream, seq=7, t_capture=1.0, t_publish=2.0, label="GrowShape", score=0.9,
+                      top_k=[("GrowShape", 0.9), ("FadeIn", 0.05)], warming=False, frames_in_window=32,
+                      model_id="m1", stages={"cnn": 3.0}, truth="GrowShape", truth_since=0)
+
+
+def _roundtrip(message):
+    return wire.unpack([bytes(memoryview(p)) for p in wire.pack(message)])
+
+
+def test_frame_and_feature_round_trip_with_their_buffers():
+    frame = _roundtrip(_frame())
+    assert frame.stream == "cam0" and frame.seq == 3 and frame.session == 42 and frame.truth == "FadeIn"
+    np.testing.assert_array_equal(frame.image, _frame().image)
+    vector = np.linspace(-1, 1, 512, dtype=np.float32)
+    feature = _roundtrip(wire.Feature(stream="s", seq=1, t_capture=2.0, vector=vector, stages={"cnn": 1.0}))
+    np.testing.assert_array_equal(feature.vector, vector)
+    assert feature.stages == {"cnn": 1.0}
+
+
+@pytest.mark.parametrize("message", [
+    _label(),
+    wire.Stats(process="features:0", t=1.0, counters={"frames": 10, "dropped": 0}),
+    wire.StreamStart(stream="cam0", source="synthetic:0", fps=15.0, width=224, height=224, t=1.0),
+    wire.StreamEnd(stream="cam0", reason="evicted", t=1.0),
+])
+def test_header_only_messages_round_trip_and_publish_on_their_topic(message):
+    assert _roundtrip(message) == message
+    parts = [bytes(memoryview(p)) for p in wire.pack_published(message)]
+    assert wire.unpack_published(parts) == message
+
+
+def _header(**changes) -> bytes:
+    header = {"v": wire.SCHEMA_VERSION, "kind": "frame", "stream": "cam0", "seq": 0, "t_capture": 1.0,
+              "t_sent": 1.0, "truth": None, "truth_since": -1, "stages": {}, "session": 0, "shape": [2, 2, 3]}
+    header.update(changes)
+    return msgpack.packb({k: v for k, v in header.items() if v is not _MISSING})
+
+
+_MISSING = object()
+
+
+@pytest.mark.parametrize("parts, reason", [
+    ([b"\xc1\xff garbage"], "undecodable"),
+    ([msgpack.packb([1, 2, 3])], "undecodable"),
+    ([_header(v=2), bytes(12)], "version"),
+    ([_header(kind="teleport"), bytes(12)], "kind"),
+    ([_header(), bytes(11)], "size"),  # truncated buffer
+    ([_header(shape=[100000, 100000, 3]), bytes(12)], "shape"),  # huge declared shape: refused before allocating
+    ([_header(shape=[2, 2, 4]), bytes(16)], "shape"),
+    ([_header(stream="../etc"), bytes(12)], "stream"),
+    ([_header(seq="seven"), bytes(12)], "field"),
+    ([_header(t_capture=_MISSING), bytes(12)], "field"),
+    ([_header()], "parts"),  # frame without its buffer
+    ([_header(), bytes(12), b"extra"], "parts"),
+    ([], "parts"),
+])
+def test_malformed_messages_are_refused_with_a_reason(parts, reason):
+    with pytest.raises(wire.WireError) as error:
+        wire.unpack(parts)
+    assert error.value.reason == reason
+
+
+def test_feature_with_nan_is_refused():
+    parts = [bytes(memoryview(p)) for p in wire.pack(wire.Feature(stream="s", seq=0, t_capture=0.0,
+                                                                  vector=np.full(4, np.nan, np.float32)))]
+    with pytest.raises(wire.WireError, match="NaN"):
+        wire.unpack(parts)
+
+
+def test_published_topic_must_match_the_message_inside():
+    parts = [bytes(memoryview(p)) for p in wire.pack_published(_label("cam1"))]
+    parts[0] = wire.label_topic("cam2")
+    with pytest.raises(wire.WireError) as error:
+        wire.unpack_published(parts)
+    assert error.value.reason == "topic"
+
+
+def test_subscribing_to_cam1_does_not_deliver_cam10(zmq_context):
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    pub = zmq_context.socket(zmq.PUB)
+    pub.bind(endpoint)
+    sub = zmq_context.socket(zmq.SUB)
+    sub.connect(endpoint)
+    sub.setsockopt(zmq.SUBSCRIBE, wire.label_topic("cam1"))
+    time.sleep(0.3)  # slow joiner: the subscription must reach the publisher first
+    for stream in ("cam10", "cam1", "cam10", "cam1x", "cam1"):
+        wire.publish(pub, _label(stream))
+    received = [wire.unpack_published(recv_published(sub, 2.0)).stream for _ in range(2)]
+    assert received == ["cam1", "cam1"]
+    assert not sub.poll(300), "a stream whose name only shares the prefix was delivered"
