@@ -49,11 +49,15 @@ class Capture:
     loop: bool = False
     # ZeroMQ send high-water mark: keep it tiny so stale frames are dropped, not queued
     send_hwm: int = 2
+    # kernel send buffer of the frames socket, bytes (0: the OS default, megabytes: frames queue up there)
+    send_buffer_bytes: int = 65536
     # reconnect backoff for cameras that fail: first delay and cap, seconds
     retry_initial_s: float = 0.5
     retry_max_s: float = 8.0
     # a source that gives no frame for this long is treated as dead and reopened
     stall_timeout_s: float = 5.0
+    # abandoned reader threads still stuck inside the camera driver before the capture exits to be restarted
+    max_stuck_readers: int = 3
     # synthetic camera: frames per activity segment and seed
     synthetic_segment_frames: int = 160
     synthetic_seed: int = 0
@@ -73,11 +77,14 @@ class Features:
     backend: str = "auto"
     # device for the torch backend: auto, cpu, cuda
     device: str = "auto"
-    # largest batch built across streams, and the longest wait for it to fill, milliseconds
+    # largest batch built across streams, and the longest wait for it to fill, milliseconds (0: take what is
+    # queued and go; frames queue up while a batch runs, so batches fill by themselves under load)
     max_batch: int = 16
-    max_wait_ms: float = 2.0
-    # receive high-water mark on the frames socket
-    recv_hwm: int = 4
+    max_wait_ms: float = 0.0
+    # receive high-water mark on the frames socket, per capture (small: stale frames drop at the capture)
+    recv_hwm: int = 1
+    # kernel receive buffer of the frames socket, bytes (0: the OS default, megabytes: frames queue up there)
+    recv_buffer_bytes: int = 65536
     # seconds between stats messages
     stats_interval_s: float = 2.0
     # inference threads: torch intra-op and OpenVINO INFERENCE_NUM_THREADS (0: the library's default)
@@ -114,6 +121,8 @@ class Security:
     keys_dir: str = "keys"
     # largest message a receiving socket accepts, bytes (stops a huge declared size exhausting memory)
     max_message_bytes: int = 16 * 1024 * 1024
+    # name of this process's CURVE client pair in keys_dir/clients/ (servers accept keys_dir/allowed/*.key)
+    client_key: str = "client"
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,12 @@ class Supervisor:
     restart_delay_s: float = 0.5
     # where `up` writes each process's log
     log_dir: str = "runs/logs"
+    # a process that keeps dying soon after start is restarted with doubling delays up to this, seconds
+    restart_max_delay_s: float = 10.0
+    # a process that ran this long before dying counts as healthy: its next restart uses restart_delay_s
+    stable_after_s: float = 30.0
+    # seconds between the supervisor's stats messages (restart counters, on stats/supervisor/)
+    stats_interval_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -151,17 +166,21 @@ class CnnRecipe:
 @dataclass(frozen=True)
 class LstmRecipe:
     # LSTM over 32-frame feature sequences (the lecture's third notebook)
-    hidden: int = 128
-    layers: int = 2
+    hidden: int = 64
+    layers: int = 1
     window: int = 32
     # stride between windows sampled from one video
     window_stride: int = 4
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 3e-3
     dropout: float = 0.0
     # seed for weight init and shuffling, so runs repeat
     seed: int = 0
+    # what the LSTM reads per frame: "features" (x_t) or "differences" (x_t - x_{t-1}), see models/sequence_inputs.py
+    inputs: str = "differences"
+    # training only: zero this fraction of a window's input channels (same channels at every step)
+    input_dropout: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -180,6 +199,16 @@ class Data:
 
 
 @dataclass(frozen=True)
+class SyntheticSet:
+    # the generated action set `run.py demo` trains on (written in UCF101's layout to data.ucf_root)
+    clips_per_class: int = 40
+    frames_per_clip: int = 64
+    # groups per class; the lowest ~30% are the test split, as in UCF101
+    groups: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Config:
     endpoints: Endpoints = field(default_factory=Endpoints)
     capture: Capture = field(default_factory=Capture)
@@ -190,6 +219,7 @@ class Config:
     data: Data = field(default_factory=Data)
     cnn: CnnRecipe = field(default_factory=CnnRecipe)
     sequence: LstmRecipe = field(default_factory=LstmRecipe)
+    synthetic: SyntheticSet = field(default_factory=SyntheticSet)
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

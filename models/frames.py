@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from configs.settings import ActionableError
 from models.presets import Preset, geometric
 
 MANIFEST_FORMAT = "frames-manifest/1"
 
 
-class FramesError(FileNotFoundError):
+class FramesError(ActionableError, FileNotFoundError):
     """Prepared frames missing or not matching the configuration; the message says what to run."""
 
 
@@ -56,7 +57,8 @@ def read_manifest(work_dir: Path) -> dict:
         raise FramesError(f"{path} is missing: run `python run.py prepare` with the same config first")
     manifest = json.loads(path.read_text())
     if manifest.get("format") != MANIFEST_FORMAT:
-        raise FramesError(f"{path} is not a {MANIFEST_FORMAT} manifest; delete {frames_dir(work_dir)} and prepare again")
+        raise FramesError(f"{path} is not a {MANIFEST_FORMAT} manifest; "
+                          f"delete {frames_dir(work_dir)} and prepare again")
     return manifest
 
 

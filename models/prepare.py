@@ -28,6 +28,7 @@ from models import ucf101
 from models.frames import MANIFEST_FORMAT, frame_name, frames_dir, manifest_path
 
 JPEG_QUALITY = 95
+MANIFEST_EVERY_S = 5.0  # how often a long run saves the manifest
 
 
 class VideoUnreadable(RuntimeError):
@@ -102,36 +103,32 @@ def prepare(config: Config, console: Console | None = None, progress: bool = Tru
     manifest = {"format": MANIFEST_FORMAT, "ucf_root": str(data.ucf_root), "split": split.number,
                 "classes": split.classes, "frames_per_second": fps, "videos": {}, "failed": {}}
     result = PrepareResult(classes=split.classes)
-    videos = split.videos()
+    for video in split.videos():
+        entry = old.get(video.key)
+        if _finished(entry, video, root / video.key, fps):
+            manifest["videos"][video.key] = entry
+            result.skipped.append(video.key)
+    todo = [video for video in split.videos() if video.key not in manifest["videos"]]
     console.print(f"prepare: {len(split.train)} train and {len(split.test)} test videos of {len(split.classes)} "
                   f"classes ({', '.join(split.classes)}) from {data.ucf_root}, split {split.number}, "
-                  f"{fps:g} frames/s -> {root}")
+                  f"{fps:g} frames/s -> {root}; {len(result.skipped)} already done")
     columns = (TextColumn("[bold]prepare"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[video]}"))
+    saved = time.monotonic()
     with Progress(*columns, console=console, disable=not progress) as bar:
-        task = bar.add_task("videos", total=len(videos), video="")
-        for video in videos:
+        task = bar.add_task("videos", total=len(todo), video="")
+        for video in todo:
             bar.update(task, video=video.stem)
-            target = root / video.key
-            entry = old.get(video.key)
-            if _finished(entry, video, target, fps):
-                manifest["videos"][video.key] = entry
-                result.skipped.append(video.key)
-            else:
-                try:
-                    count, source_fps = extract_video(video.path, target, fps)
-                except (VideoUnreadable, OSError, cv2.error) as error:
-                    reason = f"{type(error).__name__}: {error}" if not isinstance(error, VideoUnreadable) else str(error)
-                    manifest["failed"][str(video.path)] = reason
-                    result.failed[str(video.path)] = reason
-                    bar.console.print(f"[yellow]skipped {video.path}: {reason}")
-                else:
-                    manifest["videos"][video.key] = {
-                        "class": video.class_name, "split": video.split, "frames": count,
-                        "source": str(video.path), "source_fps": source_fps, "frames_per_second": fps,
-                        "group": video.group}
-                    result.written.append(video.key)
-                    _write_manifest(manifest_path(Path(data.work_dir)), manifest)
+            try:
+                manifest["videos"][video.key] = _extract_entry(video, root / video.key, fps)
+                result.written.append(video.key)
+            except (VideoUnreadable, OSError, cv2.error) as error:
+                reason = str(error) if isinstance(error, VideoUnreadable) else f"{type(error).__name__}: {error}"
+                manifest["failed"][str(video.path)] = result.failed[str(video.path)] = reason
+                bar.console.print(f"[yellow]skipped {video.path}: {reason}", soft_wrap=True)
+            if time.monotonic() - saved > MANIFEST_EVERY_S:  # an interrupted run keeps most of its work
+                _write_manifest(manifest_path(Path(data.work_dir)), manifest)
+                saved = time.monotonic()
             bar.advance(task)
     _write_manifest(manifest_path(Path(data.work_dir)), manifest)
     result.seconds = time.perf_counter() - started
@@ -139,6 +136,12 @@ def prepare(config: Config, console: Console | None = None, progress: bool = Tru
                   f"{len(result.failed)} skipped as unreadable, in {result.seconds:.1f} s; manifest "
                   f"{manifest_path(Path(data.work_dir))}")
     return result
+
+
+def _extract_entry(video: ucf101.Video, target: Path, fps: float) -> dict:
+    count, source_fps = extract_video(video.path, target, fps)
+    return {"class": video.class_name, "split": video.split, "frames": count, "source": str(video.path),
+            "source_fps": source_fps, "frames_per_second": fps, "group": video.group}
 
 
 def _finished(entry: dict | None, video: ucf101.Video, target: Path, fps: float) -> bool:
@@ -172,6 +175,6 @@ def main(args: argparse.Namespace) -> int:
     try:
         result = prepare(from_args(args), console)
     except ucf101.DatasetLayoutError as error:
-        console.print(f"[red]prepare: {error}")
+        console.print(f"[red]prepare: {error}", soft_wrap=True)
         return 1
     return 0 if result.written or result.skipped else 1

@@ -17,10 +17,12 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
+from configs.settings import ActionableError
+
 WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
 
 
-class ImageNetWeightsMissing(FileNotFoundError):
+class ImageNetWeightsMissing(ActionableError, FileNotFoundError):
     """The ImageNet weights file is not on this machine (or is damaged); the message says what to do."""
 
 

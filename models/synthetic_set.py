@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from configs.settings import ActionableError
 from streamer.synthetic import ACTIVITIES, render_clip
 
 VIDEO_DIR = "UCF-101"
@@ -33,7 +34,7 @@ MARKER_FORMAT = 1
 TEST_GROUP_FRACTION = 0.3  # UCF101 split 1 tests on groups 1-7 of 25 (28%)
 
 
-class SyntheticSetMismatchError(FileExistsError):
+class SyntheticSetMismatchError(ActionableError, FileExistsError):
     """A synthetic set with different parameters already exists at the requested root."""
 
 

@@ -95,7 +95,7 @@ def train_cnn(config: Config, console: Console | None = None, progress: bool = T
         bundle.save_cnn(checkpoint, model, classes, preset,
                         metrics={"epoch": result.epoch, "test_accuracy": result.test_accuracy,
                                  "test_loss": result.test_loss, "train_accuracy": result.train_accuracy,
-                                 "weights": recipe.weights})
+                                 "weights": recipe.weights, "frames_per_second": recipe.frames_per_second})
 
     report = TrainingReport("train-cnn", recipe.epochs, console, work_dir / "cnn_curves.png",
                             work_dir / "cnn_history.json")
@@ -121,6 +121,6 @@ def main(args: argparse.Namespace) -> int:
     try:
         train_cnn(config, console)
     except (ImageNetWeightsMissing, FramesError) as error:
-        console.print(f"[red]train-cnn: {error}")
+        console.print(f"[red]train-cnn: {error}", soft_wrap=True)
         return 1
     return 0

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from configs.settings import ActionableError
+
 VIDEO_DIR = "UCF-101"
 SPLIT_DIR = "ucfTrainTestlist"
 # The lecture's five classes: the default when the data has them and no classes are configured.
@@ -26,7 +28,7 @@ _HOW_TO_GET = ("unpack UCF101 (UCF101.rar and UCF101TrainTestSplits-RecognitionT
                "or write the synthetic set with `python run.py make-synthetic --root {root}`")
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(ActionableError, FileNotFoundError):
     """The UCF101-layout folder is missing a file or folder, or a split list does not parse."""
 
 

@@ -44,31 +44,67 @@ def make_socket(context: zmq.Context, kind: int, endpoints: str, *, bind: bool, 
 
     `server_curve`: which side holds the CURVE server role; by default the binding side.
     """
-    socket = context.socket(kind)
+    curve_server = bind if server_curve is None else server_curve
+    socket_class = zmq.Socket
+    if security.curve and curve_server:
+        from streamer.security import ServerSocket  # keeps the ZAP authenticator alive while open
+
+        socket_class = ServerSocket
+    socket = context.socket(kind, socket_class=socket_class)
+    try:
+        _configure(socket, kind, bind=bind, security=security, hwm=hwm, curve_server=curve_server)
+        for endpoint in split_endpoints(endpoints):
+            _attach(socket, endpoint, bind=bind, security=security)
+    except BaseException:
+        socket.close()
+        raise
+    return socket
+
+
+def _configure(socket: zmq.Socket, kind: int, *, bind: bool, security: Security, hwm: int | None,
+               curve_server: bool) -> None:
     socket.setsockopt(zmq.LINGER, 0)  # never hang on exit with unsent messages
     if kind in (zmq.PULL, zmq.SUB, zmq.XSUB):
+        # Per message part: a bigger one makes ZeroMQ drop the connection before allocating it.
         socket.setsockopt(zmq.MAXMSGSIZE, security.max_message_bytes)
+    if kind == zmq.PUSH and not bind:
+        # Queue only for peers that are really connected: while a worker is down its share of
+        # frames is not parked in a dead pipe (to arrive stale later), the send fails and is counted.
+        socket.setsockopt(zmq.IMMEDIATE, 1)
     if hwm is not None:
-        socket.setsockopt(zmq.SNDHWM if kind in (zmq.PUSH, zmq.PUB) else zmq.RCVHWM, hwm)
+        sending = kind in (zmq.PUSH, zmq.PUB)
+        if security.curve and not sending and hwm < 2:
+            # libzmq 4.3.5 with a ZAP authenticator never delivers a message into a receive queue of
+            # one (checked on loopback: 2 sent, 0 received; 2 and more work). Keep the latest-frame
+            # intent as close as CURVE allows.
+            hwm = 2
+        socket.setsockopt(zmq.SNDHWM if sending else zmq.RCVHWM, hwm)
     if security.curve:
         from streamer.security import apply_curve  # only needed when CURVE is on
 
-        apply_curve(socket, security, server=bind if server_curve is None else server_curve)
-    for endpoint in split_endpoints(endpoints):
-        if bind:
-            if not security.curve and not is_loopback(endpoint):
-                log.warning("binding %s beyond loopback WITHOUT authentication: anyone who can reach it can "
-                            "send or read data. Turn on CURVE with --set security.curve=true (keys: run.py keys)",
-                            endpoint)
-            try:
-                socket.bind(endpoint)
-            except zmq.ZMQError as error:
-                socket.close()
-                raise OSError(f"cannot bind {endpoint}: {error}. Is another process using it? "
-                              f"Pick another port with --set endpoints.<name>=...") from None
-        else:
-            socket.connect(endpoint)
-    return socket
+        apply_curve(socket, security, server=curve_server)
+
+
+def warn_if_exposed(endpoint: str, security: Security) -> bool:
+    """Log a warning (and return True) when `endpoint` would be bound beyond loopback without CURVE."""
+    if security.curve or is_loopback(endpoint):
+        return False
+    log.warning("binding %s beyond loopback WITHOUT authentication: anyone who can reach it can "
+                "send or read data. Turn on CURVE: make keys with `python run.py keys`, then "
+                "--set security.curve=true", endpoint)
+    return True
+
+
+def _attach(socket: zmq.Socket, endpoint: str, *, bind: bool, security: Security) -> None:
+    if not bind:
+        socket.connect(endpoint)
+        return
+    warn_if_exposed(endpoint, security)
+    try:
+        socket.bind(endpoint)
+    except zmq.ZMQError as error:
+        raise OSError(f"cannot bind {endpoint}: {error}. Is another process using it? "
+                      f"Pick another port with --set endpoints.<name>=...") from None
 
 
 class StopFlag:

@@ -14,19 +14,24 @@ to retry (live sources) or stop (files).
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
 
+from configs.settings import ActionableError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".ts"}
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
+DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935}
 
 
-class SourceError(RuntimeError):
+class SourceError(ActionableError, RuntimeError):
     """A source that cannot be opened or read. `retry` says whether trying again may help."""
 
     def __init__(self, message: str, retry: bool):
@@ -78,7 +83,8 @@ class VideoSource:
         else:
             self._capture = cv2.VideoCapture(target)
         if not self._capture.isOpened():
-            raise SourceError(_open_failure(description, target), retry=live)
+            self._capture.release()
+            raise SourceError(_open_failure(description, target, timeout_s), retry=live)
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
         if not 0 < self.fps < 1000:
             self.fps = 0.0
@@ -138,44 +144,144 @@ class FolderSource:
 Source = SyntheticSource | VideoSource | FolderSource
 
 
-def open_source(spec: str, *, loop: bool = False, seed: int = 0, segment_frames: int = 160,
-                timeout_s: float = 5.0) -> Source:
-    """Open a source from its spec (see the module doc). Raises SourceError naming what is wrong."""
+@dataclass(frozen=True)
+class Spec:
+    """A source spec read but not opened: what kind of source, and what to hand the opener."""
+
+    kind: str  # "synthetic", "network", "webcam", "folder" or "file"
+    target: str | int
+    description: str  # what logs and errors call it (passwords redacted)
+
+
+def parse_spec(spec: str, *, seed: int = 0) -> Spec:
+    """Read a spec without opening anything. Raises SourceError (never retryable) for a spec that
+    cannot work: a bad seed or index, an unsupported scheme, a path that does not exist."""
     if spec == "synthetic" or spec.startswith("synthetic:"):
         _, _, seed_text = spec.partition(":")
         if seed_text and not seed_text.isdigit():
             raise SourceError(f"{spec!r}: the synthetic camera takes an integer seed, e.g. synthetic:3", retry=False)
-        return SyntheticSource(seed=int(seed_text) if seed_text else seed, segment_frames=segment_frames)
+        return Spec("synthetic", int(seed_text) if seed_text else seed, f"synthetic:{seed_text or seed}")
     if spec.startswith(NETWORK_SCHEMES):
-        return VideoSource(spec, description=_redact(spec), live=True, timeout_s=timeout_s)
+        try:
+            host, _ = urlparse(spec).hostname, urlparse(spec).port
+        except ValueError:
+            host = None
+        if not host:
+            raise SourceError(f"{_redact(spec)!r}: the URL needs a host and, optionally, a port from 1 to 65535: "
+                              f"rtsp://HOST[:PORT]/PATH", retry=False)
+        return Spec("network", spec, _redact(spec))
     if spec.isdigit() or spec.startswith("webcam:"):
         index = spec.removeprefix("webcam:")
         if not index.isdigit():
             raise SourceError(f"{spec!r}: a webcam is given by index, e.g. webcam:0", retry=False)
-        return VideoSource(int(index), description=f"webcam {index}", live=True, timeout_s=timeout_s)
+        return Spec("webcam", int(index), f"webcam {index}")
     if "://" in spec:
         scheme = spec.split("://", 1)[0]
-        raise SourceError(f"{spec!r}: unsupported scheme {scheme!r}; use rtsp://, http(s)://, a file, a folder, "
-                          f"webcam:N or synthetic", retry=False)
+        raise SourceError(f"{_redact(spec)!r}: unsupported scheme {scheme!r}; use rtsp://, rtsps://, http(s)://, "
+                          f"rtmp://, a video file, a folder of images, webcam:N or synthetic", retry=False)
     path = Path(spec)
     if path.is_dir():
-        return FolderSource(path, loop=loop)
+        return Spec("folder", spec, spec)
     if not path.exists():
         raise SourceError(f"{spec!r}: no such file or folder; check the path (relative paths start at "
                           f"{Path.cwd()})", retry=False)
     if path.suffix.lower() not in VIDEO_SUFFIXES | IMAGE_SUFFIXES:
         raise SourceError(f"{spec!r}: not a video file this reader knows ({', '.join(sorted(VIDEO_SUFFIXES))})",
                           retry=False)
-    return VideoSource(str(path), description=str(path), live=False, loop=loop)
+    return Spec("file", spec, spec)
 
 
-def _open_failure(description: str, target: str | int) -> str:
+def open_source(spec: str, *, loop: bool = False, seed: int = 0, segment_frames: int = 160,
+                timeout_s: float = 5.0) -> Source:
+    """Open a source from its spec (see the module doc). Raises SourceError naming what is wrong."""
+    parsed = parse_spec(spec, seed=seed)
+    if parsed.kind == "synthetic":
+        return SyntheticSource(seed=int(parsed.target), segment_frames=segment_frames)
+    if parsed.kind in ("network", "webcam"):
+        return VideoSource(parsed.target, description=parsed.description, live=True, timeout_s=timeout_s)
+    if parsed.kind == "folder":
+        return FolderSource(Path(spec), loop=loop)
+    return VideoSource(spec, description=spec, live=False, loop=loop)
+
+
+def check_source(spec: str) -> Spec:
+    """What `run.py up` checks before starting anything: the spec parses, and a file or folder
+    really yields a frame (a corrupt video fails here, once, not in a capture restarted forever).
+    Network cameras and webcams are not contacted: they may come up later, and the capture retries."""
+    parsed = parse_spec(spec)
+    if parsed.kind in ("file", "folder"):
+        source = open_source(spec)
+        try:
+            if source.read() is None:
+                raise SourceError(f"{spec!r}: holds no frames", retry=False)
+        finally:
+            source.close()
+    return parsed
+
+
+def _open_failure(description: str, target: str | int, timeout_s: float) -> str:
     if isinstance(target, int):
         return f"{description}: cannot open the webcam; is it connected and not used by another program?"
     if isinstance(target, str) and target.startswith(NETWORK_SCHEMES):
-        return (f"{description}: cannot open the stream (wrong URL or path, camera down, port closed, or "
-                f"credentials refused); will retry")
-    return f"{description}: OpenCV cannot open this file; it may be corrupt or not a video"
+        return f"{description}: cannot open the stream: {diagnose_network(target, timeout_s)}; will retry"
+    return (f"{description}: OpenCV cannot open this file; it may be corrupt or not a video. "
+            f"Check it plays (e.g. ffprobe) or re-encode it (e.g. to H.264 MP4)")
+
+
+def diagnose_network(url: str, timeout_s: float) -> str:
+    """Why a network stream would not open, in words that say what to check.
+
+    OpenCV only says "not opened"; one TCP connection (and for RTSP one DESCRIBE request) tells
+    a closed port from a wrong path, refused credentials, or a server that accepts and then hangs.
+    """
+    parsed = urlparse(url)
+    host, port = parsed.hostname, parsed.port or DEFAULT_PORTS.get(parsed.scheme)
+    if not host or not port:
+        return "the URL has no host; write it as rtsp://HOST[:PORT]/PATH"
+    where = f"{host}:{port}"
+    try:
+        connection = socket.create_connection((host, port), timeout=min(timeout_s, 3.0))
+    except socket.gaierror:
+        return f"the host name {host!r} does not resolve; check the host in the URL"
+    except ConnectionRefusedError:
+        return f"nothing listens on {where} (connection refused); is the camera on, and is the port right?"
+    except TimeoutError:
+        return f"no answer from {where} within {min(timeout_s, 3.0):.0f} s; is the host up and reachable?"
+    except OSError as error:
+        return f"cannot reach {where} ({error.strerror or error}); check the network"
+    with connection:
+        if parsed.scheme != "rtsp":
+            return f"{where} accepts connections but the stream did not open; check the path in the URL"
+        return _describe(connection, url, where, timeout_s)
+
+
+def _describe(connection: socket.socket, url: str, where: str, timeout_s: float) -> str:
+    parsed = urlparse(url)
+    plain = f"rtsp://{where}{parsed.path or '/'}" + (f"?{parsed.query}" if parsed.query else "")  # no credentials
+    request = f"DESCRIBE {plain} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"
+    try:
+        connection.settimeout(min(timeout_s, 3.0))
+        connection.sendall(request.encode())
+        status_line = connection.recv(1024).split(b"\r\n", 1)[0].decode("latin-1")
+    except TimeoutError:
+        return (f"{where} accepts connections but answers nothing (camera hung, or not an RTSP server on this "
+                f"port); check the port, or power-cycle the camera")
+    except OSError as error:
+        return f"{where} closed the connection ({error.strerror or error}); is this an RTSP server?"
+    if not status_line:
+        return f"{where} closed the connection without answering; is this an RTSP server?"
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("RTSP/"):
+        return f"{where} does not speak RTSP (it answered {status_line[:60]!r}); check the port and scheme"
+    code, text = parts[1], parts[2] if len(parts) > 2 else ""
+    if code == "404":
+        return f"the server at {where} has no stream at {urlparse(url).path or '/'!r} (404 {text}); check the path"
+    if code in ("401", "403"):
+        return f"the server at {where} refused access ({code} {text}); check the user and password in the URL"
+    if code == "200":
+        return (f"the server at {where} describes the stream but it could not be played; the codec may be "
+                f"unsupported, or the camera allows too few clients")
+    return f"the server at {where} answered {code} {text}"
 
 
 def _redact(url: str) -> str:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from configs.settings import add_config_arguments, from_args
+from configs.settings import Config, add_config_arguments, from_args
 from streamer import wire
 from streamer.sockets import StopFlag, make_socket
 
@@ -36,8 +36,13 @@ class View:
     streams: dict[str, StreamView] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)  # every label's, capture -> received
+    labels: int = 0
+    malformed: int = 0
 
     def add_label(self, label: wire.Label, received: float) -> None:
+        self.labels += 1
+        self.latencies_ms.append(latency_ms(label, received))
         previous = self.streams.get(label.stream)
         view = StreamView(label, received, previous.messages + 1 if previous else 1,
                           previous.correct if previous else 0, previous.judged if previous else 0)
@@ -58,18 +63,20 @@ def latency_ms(label: wire.Label, received: float) -> float:
 
 
 def render(view: View) -> Table:
-    table = Table(title="live labels", expand=False)
-    for column in ("stream", "seq", "label", "score", "top-k", "window", "latency ms", "truth", "live acc", "model"):
-        table.add_column(column, justify="right" if column in ("seq", "score", "latency ms", "live acc") else "left")
+    models = sorted({item.label.model_id for item in view.streams.values()})
+    table = Table(title=f"live labels (model {', '.join(models) or '-'})", expand=False)
+    for column in ("stream", "seq", "label", "score", "runner-up", "window", "latency ms", "truth", "live acc"):
+        table.add_column(column, justify="right" if column in ("seq", "score", "latency ms", "live acc") else "left",
+                         no_wrap=True)
     for name in sorted(view.streams):
         item = view.streams[name]
         label = item.label
         window = "warming up" if label.warming else "full"
-        window = f"{window} {label.frames_in_window}"
-        top = ", ".join(f"{n} {p:.2f}" for n, p in label.top_k[1:])
+        runner_up = f"{label.top_k[1][0]} {label.top_k[1][1]:.2f}" if len(label.top_k) > 1 else "-"
         accuracy = f"{100 * item.correct / item.judged:.1f}%" if item.judged else "-"
-        table.add_row(name, str(label.seq), label.label, f"{label.score:.2f}", top, window,
-                      f"{latency_ms(label, item.received):.1f}", label.truth or "-", accuracy, label.model_id)
+        table.add_row(name, str(label.seq), label.label, f"{label.score:.2f}", runner_up,
+                      f"{window} {label.frames_in_window}", f"{latency_ms(label, item.received):.1f}",
+                      label.truth or "-", accuracy)
     if view.events:
         table.caption = " | ".join(view.events[-3:])
     return table
@@ -81,11 +88,10 @@ def label_json(label: wire.Label, received: float) -> str:
     return json.dumps(record)
 
 
-def subscribe(endpoint_config, streams: list[str], *, as_json: bool, count: int, seconds: float,
-              console: Console | None = None, stop: StopFlag | None = None) -> int:
-    """Receive labels until `count` labels or `seconds` passed (0: no limit). Returns labels received."""
-    config = endpoint_config
-    stop = stop or StopFlag()
+def subscribe(config: Config, streams: list[str], *, as_json: bool, count: int, seconds: float,
+              console: Console | None = None, stop: StopFlag | None = None) -> View:
+    """Receive labels until `count` labels or `seconds` passed (0: no limit)."""
+    stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
     context = zmq.Context()
     socket = make_socket(context, zmq.SUB, config.endpoints.labels, bind=False, security=config.security,
                          server_curve=False)
@@ -95,13 +101,13 @@ def subscribe(endpoint_config, streams: list[str], *, as_json: bool, count: int,
         socket.setsockopt(zmq.SUBSCRIBE, b"event/")
         socket.setsockopt(zmq.SUBSCRIBE, b"stats/")
     console = console or Console()
-    view, received_labels, malformed = View(), 0, 0
+    view = View()
     deadline = time.monotonic() + seconds if seconds else float("inf")
     live = None if as_json else Live(render(view), console=console, refresh_per_second=4)
     try:
         if live:
             live.start()
-        while not stop and time.monotonic() < deadline and not (count and received_labels >= count):
+        while not stop and time.monotonic() < deadline and not (count and view.labels >= count):
             if not socket.poll(100):
                 continue
             parts = socket.recv_multipart()
@@ -109,14 +115,12 @@ def subscribe(endpoint_config, streams: list[str], *, as_json: bool, count: int,
             try:
                 message = wire.unpack_published(parts)
             except wire.WireError:
-                malformed += 1
+                view.malformed += 1
                 continue
             if isinstance(message, wire.Label):
-                received_labels += 1
+                view.add_label(message, received)
                 if as_json:
                     print(label_json(message, received), flush=True)
-                else:
-                    view.add_label(message, received)
             elif isinstance(message, wire.StreamEnd):
                 view.events.append(f"{message.stream}: ended ({message.reason})")
             elif isinstance(message, wire.StreamStart):
@@ -130,9 +134,9 @@ def subscribe(endpoint_config, streams: list[str], *, as_json: bool, count: int,
             live.stop()
         socket.close()
         context.term()
-    if malformed:
-        print(f"{malformed} malformed messages ignored", file=sys.stderr)
-    return received_labels
+    if view.malformed:
+        print(f"{view.malformed} malformed messages ignored", file=sys.stderr)
+    return view
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,5 +149,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     config = from_args(args)
-    received = subscribe(config, args.stream, as_json=args.json, count=args.count, seconds=args.seconds)
-    return 0 if (not args.count or received >= args.count) else 1
+    view = subscribe(config, args.stream, as_json=args.json, count=args.count, seconds=args.seconds)
+    return 0 if (not args.count or view.labels >= args.count) else 1

@@ -1,16 +1,23 @@
 """`run.py up`: the whole pipeline on this machine, from one config, kept alive.
 
-Starts the LSTM worker, the feature worker(s) and one capture per `--source`, each as its own
-`run.py` process with its log in `supervisor.log_dir`. A process that dies is restarted after
-`supervisor.restart_delay_s` (a capture whose source ended or failed for good is not); each
-restart is logged and published as supervisor stats on the label topic. Ctrl-C, SIGTERM or
-`--seconds` stop everything: captures first, so their stream-end messages get through.
+Before anything starts, `preflight` checks what would otherwise fail in every child again and
+again: the sources, the checkpoints, the CURVE keys, the ports to bind. A bad config is one
+clear message and exit code 2, not a crash loop.
+
+Then it starts the LSTM worker, the feature worker(s) and one capture per `--source`, each as its
+own `run.py` process with its log in `supervisor.log_dir`. A process that dies is restarted after
+`supervisor.restart_delay_s`, doubling (up to `restart_max_delay_s`) while it keeps dying young;
+a capture whose source ended or failed for good is not restarted, and a worker that exits with
+code 2 (its configuration cannot work) stops everything. Each restart is logged and counted in
+the supervisor's stats, published on `stats/supervisor/`. Ctrl-C, SIGTERM or `--seconds` stop
+everything: captures first, so their stream-end messages get through.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -20,15 +27,17 @@ from urllib.parse import urlparse
 
 import zmq
 
-from configs.settings import Config, add_config_arguments, config_to_toml, from_args
+from configs.settings import Config, ConfigError, add_config_arguments, config_to_toml, from_args
 from streamer import wire
 from streamer.logs import setup_logging
-from streamer.sockets import StopFlag, make_socket, split_endpoints
+from streamer.sockets import StopFlag, make_socket, split_endpoints, warn_if_exposed
+from streamer.sources import SourceError, check_source
 
 log = logging.getLogger("up")
 
 RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
 CAPTURE_GAVE_UP = 2  # exit code of a capture whose source failed for good (bad path, bad URL scheme)
+CONFIG_ERROR = 2  # exit code of a worker whose configuration cannot work: restarting would not help
 
 
 @dataclass
@@ -41,6 +50,8 @@ class Child:
     restarts: int = 0
     finished: bool = False  # exited for good: not restarted
     died_at: float | None = None
+    started_at: float = 0.0
+    delay: float = 0.0  # wait before the pending restart, seconds
     log_file: object = field(default=None, repr=False)
 
     def start(self) -> None:
@@ -48,6 +59,7 @@ class Child:
             self.log_file = open(self.log_path, "ab", buffering=0)
         self.process = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT,
                                         start_new_session=True)  # our Ctrl-C is handled here, not by children
+        self.started_at = time.monotonic()
 
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -99,62 +111,198 @@ def parse_source(source: str, index: int) -> tuple[str, str]:
     return f"cam{index}", source
 
 
+def preflight(config: Config, sources: list[str]) -> None:
+    """Everything that would make every child fail, checked once here; raises ConfigError listing it all."""
+    problems = []
+    try:
+        plan(config, sources, Path("up-config.toml"))  # stream names, duplicates, frames endpoints
+    except ValueError as error:
+        problems.append(str(error))
+    for index, source in enumerate(sources):
+        stream, spec = parse_source(source, index)
+        try:
+            check_source(spec)
+        except SourceError as error:
+            problems.append(f"source {stream}: {error}")
+    problems += check_bundles(config)
+    if config.security.curve:
+        from streamer.security import check_keys
+
+        try:
+            check_keys(config.security)
+        except ConfigError as error:
+            problems.append(str(error))
+    problems += check_endpoints(config)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError("nothing started, because:\n  - " + "\n  - ".join(problems))
+
+
+def check_bundles(config: Config) -> list[str]:
+    """The checkpoints the workers will load: readable, self-consistent, and fitting each other.
+
+    As in workers/loading.py, a checkpoint file that does not exist means random weights (the
+    workers log it loudly); one that exists but cannot be used is an error here, before any start.
+    """
+    problems: list[str] = []
+    present = {section: Path(getattr(config, section).bundle) for section in ("features", "lstm")
+               if Path(getattr(config, section).bundle).exists()}
+    if not present:
+        return problems
+    from models import bundle  # imports torch: only when there is a checkpoint to check
+    from models.networks import FEATURE_DIM
+
+    if "features" in present:
+        try:
+            cnn = bundle.load_cnn(present["features"])
+        except bundle.BundleError as error:
+            problems.append(f"features.bundle: {error}")
+        else:
+            capture = config.capture
+            if (cnn.preset.crop, cnn.preset.resize) != (capture.crop, capture.resize):
+                problems.append(f"features.bundle {present['features']} was trained on {cnn.preset.crop}-pixel crops "
+                                f"of {cnn.preset.resize}-pixel frames, the capture makes {capture.crop} of "
+                                f"{capture.resize}: set capture.crop={cnn.preset.crop} "
+                                f"capture.resize={cnn.preset.resize}")
+    if "lstm" in present:
+        try:
+            lstm = bundle.load_lstm(present["lstm"])
+        except bundle.BundleError as error:
+            problems.append(f"lstm.bundle: {error}")
+        else:
+            if lstm.model.lstm.input_size != FEATURE_DIM:
+                problems.append(f"lstm.bundle {present['lstm']} takes {lstm.model.lstm.input_size}-d features, the "
+                                f"feature worker's ResNet-18 makes {FEATURE_DIM}-d; retrain the LSTM on features "
+                                f"from this CNN (run.py extract, then run.py train-lstm)")
+    return problems
+
+
+def check_endpoints(config: Config) -> list[str]:
+    """Every endpoint a child will bind must be free now (a second pipeline on the same ports would
+    otherwise crash-loop), and binding beyond loopback without CURVE is warned about here too."""
+    problems = []
+    try:
+        frames = frame_endpoints(config)
+    except ValueError:
+        frames = []  # already reported by plan()
+    bound = [("endpoints.frames", e) for e in frames] + [("endpoints.features", config.endpoints.features),
+                                                          ("endpoints.labels", config.endpoints.labels)]
+    context = zmq.Context()
+    try:
+        for name, endpoint in bound:
+            warn_if_exposed(endpoint, config.security)
+            probe = context.socket(zmq.PULL)
+            probe.linger = 0
+            try:
+                probe.bind(endpoint)
+            except zmq.ZMQError as error:
+                problems.append(f"{name}: cannot bind {endpoint} ({error}); is another pipeline running? Stop it or "
+                                f"pick another port with --set {name}=tcp://127.0.0.1:PORT")
+            finally:
+                probe.close()
+    finally:
+        context.term()
+    return problems
+
+
 def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: float) -> int:
     deadline = time.monotonic() + seconds if seconds else float("inf")
     context = zmq.Context()
-    # Supervisor stats travel the features path, so they reach dashboards on the label topic.
+    # Supervisor stats travel the features path, so they reach dashboards on `stats/supervisor/`.
     stats_out = make_socket(context, zmq.PUSH, config.endpoints.features, bind=False, security=config.security,
                             hwm=10)
     last_stats = 0.0
+    code = 0
     try:
         for child in children:
             child.start()
             log.info("started %s (pid %d), log %s", child.name, child.process.pid, child.log_path)
         while not stop and time.monotonic() < deadline:
             stop.wait(0.1)
-            for child in children:
-                _check(child, config)
+            fatal = [child for child in children if _check(child, config) == "fatal"]
+            if fatal:
+                code = CONFIG_ERROR
+                break
             captures = [c for c in children if c.is_capture]
             if captures and all(c.finished for c in captures):
                 log.info("every source has ended; stopping")
                 stop.wait(1.0)  # let the last labels leave
                 break
-            if time.monotonic() - last_stats >= config.capture.stats_interval_s:
+            if time.monotonic() - last_stats >= config.supervisor.stats_interval_s:
                 last_stats = time.monotonic()
-                counters = {f"restarts_{c.name}": c.restarts for c in children}
-                counters["restarts"] = sum(c.restarts for c in children)
-                try:
-                    wire.send(stats_out, wire.Stats(process="supervisor", t=time.time(), counters=counters),
-                              flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    pass
+                _send_stats(stats_out, children)
     finally:
         stats_out.close()
         context.term()
         shutdown(children)
-    return 0
+    return code
 
 
-def _check(child: Child, config: Config) -> None:
+def _send_stats(stats_out: zmq.Socket, children: list[Child]) -> None:
+    counters = {f"restarts_{c.name}": c.restarts for c in children}
+    counters["restarts"] = sum(c.restarts for c in children)
+    counters["running"] = sum(c.exit_code() is None and c.process is not None for c in children)
+    try:
+        wire.send(stats_out, wire.Stats(process="supervisor", t=time.time(), counters=counters), flags=zmq.NOBLOCK)
+    except zmq.Again:
+        pass  # the LSTM worker is down: this report is skipped, the counters are not lost
+
+
+def _check(child: Child, config: Config) -> str | None:
+    """Notice a child that exited and restart it when its delay has passed. "fatal": stop everything."""
     if child.finished:
-        return
+        return None
     code = child.exit_code()
     if code is None:
-        return
-    if child.is_capture and code in (0, CAPTURE_GAVE_UP):
-        child.finished = True
-        log.info("%s exited (%s); not restarting", child.name,
-                 "source ended" if code == 0 else f"source failed for good, see {child.log_path}")
-        return
+        return None
     now = time.monotonic()
     if child.died_at is None:
+        if child.is_capture and code in (0, CAPTURE_GAVE_UP):
+            child.finished = True
+            log.info("%s exited (%s); not restarting", child.name,
+                     "source ended" if code == 0 else f"source failed for good, see {child.log_path}")
+            return None
+        if not child.is_capture and code == CONFIG_ERROR:
+            child.finished = True
+            log.error("%s exited with code %d: its configuration cannot work, so restarting it would not help; "
+                      "stopping. Its log %s ends: %s", child.name, code, child.log_path, last_log_line(child.log_path))
+            return "fatal"
+        settings = config.supervisor
+        ran_for = now - child.started_at
+        # Dying young again and again (a port taken, a broken file) backs off instead of spinning.
+        young = ran_for < settings.stable_after_s
+        child.delay = (min(max(2 * child.delay, settings.restart_delay_s), settings.restart_max_delay_s)
+                       if young else settings.restart_delay_s)
         child.died_at = now
-        log.warning("%s died (exit code %s); restarting in %.1f s", child.name, code, config.supervisor.restart_delay_s)
-    if now - child.died_at >= config.supervisor.restart_delay_s:
+        log.warning("%s died (%s) after %.1f s; restarting in %.1f s. Its log %s ends: %s", child.name,
+                    describe_exit(code), ran_for, child.delay, child.log_path, last_log_line(child.log_path))
+    if now - child.died_at >= child.delay:
         child.restarts += 1
         child.died_at = None
         child.start()
         log.warning("restarted %s (pid %d, restart #%d)", child.name, child.process.pid, child.restarts)
+    return None
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def last_log_line(path: Path) -> str:
+    try:
+        with open(path, "rb") as file:
+            file.seek(0, 2)
+            file.seek(max(0, file.tell() - 4096))
+            lines = [line for line in file.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1].strip() if lines else "(empty)"
 
 
 def shutdown(children: list[Child], grace_s: float = 5.0) -> None:
@@ -183,12 +331,14 @@ def shutdown(children: list[Child], grace_s: float = 5.0) -> None:
 
 
 def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopFlag | None = None) -> int:
-    stop = stop or StopFlag()
+    stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
+    sources = sources or ["synthetic"]
+    preflight(config, sources)  # raises ConfigError before anything is written or started
     log_dir = Path(config.supervisor.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     config_path = log_dir / "up-config.toml"
     config_path.write_text(config_to_toml(config))  # children see exactly what was resolved here
-    children = plan(config, sources or ["synthetic"], config_path)
+    children = plan(config, sources, config_path)
     log.info("labels will be published on %s (subscribe: python run.py subscribe)", config.endpoints.labels)
     return supervise(children, config, stop, seconds)
 
@@ -202,4 +352,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     setup_logging("up")
-    return run_up(from_args(args), args.source, args.seconds)
+    try:
+        return run_up(from_args(args), args.source, args.seconds)
+    except ConfigError as error:
+        print(f"run.py up: error: {error}", file=sys.stderr)
+        return CONFIG_ERROR

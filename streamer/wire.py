@@ -253,6 +253,8 @@ def unpack_published(parts: list) -> Message:
     if len(parts) < 2:
         raise WireError("parts", "a published message has a topic and a header")
     message = unpack(parts[1:])
+    if isinstance(message, (Frame, Feature)):
+        raise WireError("kind", f"{type(message).__name__} messages are never published")
     if _bytes(parts[0]) != topic_for(message):
         raise WireError("topic", "topic does not match the message inside")
     return message
@@ -269,7 +271,7 @@ def _read_header(part) -> dict:
         raise WireError("undecodable", f"header is not msgpack ({type(error).__name__})") from None
     if not isinstance(header, dict):
         raise WireError("undecodable", "header is not a map")
-    if header.get("v") != SCHEMA_VERSION:
+    if type(header.get("v")) is not int or header["v"] != SCHEMA_VERSION:  # True == 1 in Python
         raise WireError("version", f"schema version {header.get('v')!r}, this build speaks {SCHEMA_VERSION}")
     if header.get("kind") not in KINDS:
         raise WireError("kind", f"unknown message kind {header.get('kind')!r}")

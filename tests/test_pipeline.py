@@ -114,7 +114,7 @@ def test_lstm_worker_labels_equal_offline_windows_with_out_of_order_delivery(zmq
         sends = []
         for stream, features in streams.items():
             for seq in range(frames):
-                sends.append((seq + rng.uniform(0, 4) if seq else -1.0, stream, seq))  # jitter by up to 4 places
+                sends.append((seq + rng.uniform(0, 4), stream, seq))  # jitter by up to 4 places
         for index, (_, stream, seq) in enumerate(sorted(sends)):
             feature = wire.Feature(stream=stream, seq=seq, t_capture=time.time(), vector=streams[stream][seq],
                                    session=1)

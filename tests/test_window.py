@@ -91,8 +91,8 @@ def test_out_of_order_features_come_out_in_order_and_equal_offline():
     features = _features(80, 7)
     rng = np.random.default_rng(0)
     arrival = np.arange(80)
-    for start in range(1, 80, 6):  # shuffle within small blocks, as two workers interleave
-        rng.shuffle(arrival[start:start + 6])  # (the first frame of a session sets where it starts)
+    for start in range(0, 80, 6):  # shuffle within small blocks, as two workers interleave
+        rng.shuffle(arrival[start:start + 6])
     order = StreamOrder(wait_s=10.0, max_pending=WINDOW)
     windows = StaggeredWindows(model, WINDOW)
     released, probabilities = [], []
@@ -119,6 +119,12 @@ def test_a_missing_frame_becomes_a_gap_after_the_wait_and_restarts_the_window():
     assert order.push(_feature(1), now=0.3) == [] and order.stale == 1  # too late: dropped
 
 
+def test_joining_a_session_mid_stream_waits_for_frame_zero_then_starts_from_what_arrived():
+    order = StreamOrder(wait_s=0.2, max_pending=WINDOW)
+    assert order.push(_feature(500), now=0.0) == [] and order.push(_feature(501), now=0.05) == []
+    assert [(r.feature.seq, r.restart) for r in order.release(now=0.3)] == [(500, True), (501, False)]
+
+
 def test_a_new_session_restarts_and_stragglers_of_the_old_one_are_dropped():
     order = StreamOrder(wait_s=1.0, max_pending=WINDOW)
     order.push(_feature(0, session=5), now=0.0)
@@ -126,3 +132,24 @@ def test_a_new_session_restarts_and_stragglers_of_the_old_one_are_dropped():
     restarted = order.push(_feature(0, session=9), now=0.0)
     assert [(r.feature.seq, r.restart) for r in restarted] == [(0, True)]
     assert order.push(_feature(2, session=5), now=0.0) == [] and order.stale == 1
+
+
+def test_difference_inputs_streamed_equal_offline_windows_over_the_stream_differences():
+    """An LSTM reading x_t - x_{t-1}: the live inputs and windows equal training's, restart included."""
+    from models.sequence_inputs import StreamInputs, sequence_inputs
+
+    model = _model()
+    features = _features(75, 9)
+    inputs, windows = StreamInputs("differences"), StaggeredWindows(model, WINDOW)
+    streamed = []
+    for t, feature in enumerate(features):
+        if t == 50:  # a gap: both the differences and the window start again
+            inputs.reset("s")
+            windows.reset("s")
+        streamed.append(windows.step([("s", inputs.next("s", feature))])[0].probabilities)
+    streamed = np.stack(streamed)
+    before = offline_window_probabilities(model, sequence_inputs(torch.from_numpy(features[:50]), "differences").numpy(),
+                                          WINDOW)
+    after = offline_window_probabilities(model, sequence_inputs(torch.from_numpy(features[50:]), "differences").numpy(),
+                                         WINDOW)
+    assert np.abs(streamed - np.concatenate([before, after])).max() <= 1e-4

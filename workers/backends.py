@@ -4,17 +4,20 @@ Each backend takes a batch of uint8 RGB frames [N, H, W, 3] (already cropped by 
 returns float32 features [N, 512]. Normalisation happens inside, on the device that runs the
 model, so a GPU receives 1-byte pixels, not 4-byte floats.
 
-- TorchCuda: pinned host staging buffer, non-blocking upload, half precision.
+- TorchCuda: pinned host staging buffers both ways, non-blocking copies on a side stream, half
+  precision, the stream synchronised before the result is read.
 - TorchCpu: channels-last; bfloat16 autocast where the CPU supports it, else float32.
-- OpenVinoCpu (workers/openvino_backend.py): bfloat16 where the CPU has it.
-`choose_backend` picks one for this machine unless the config names one, keeps it only if its
-features match float32 (cosine >= 0.99 on a probe batch), and logs which.
+- OpenVinoCpu (workers/openvino_backend.py): bfloat16 where the CPU has it; the fastest on CPUs.
+`choose_backend` picks one for this machine unless the config names one (`features.backend`,
+`features.device`, `features.precision`), keeps it only if its features match torch float32
+(cosine >= MIN_COSINE on synthetic-camera frames), and logs which one runs.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,11 +27,20 @@ from models.presets import Preset, normalize_batch
 
 log = logging.getLogger(__name__)
 
-MIN_COSINE = 0.99
+MIN_COSINE = 0.999  # a backend whose features differ more than this from float32 is not used
+BACKENDS = ("auto", "torch", "openvino")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "reduced")
 
 
 def cpu_supports_bf16() -> bool:
     return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def configure_threads(settings) -> None:
+    """torch intra-op threads for this process, when the config sets them (OpenVINO reads them itself)."""
+    if getattr(settings, "threads", 0):
+        torch.set_num_threads(settings.threads)
 
 
 class TorchCpu:
@@ -47,27 +59,48 @@ class TorchCpu:
 
 
 class TorchCuda:
+    """Half-precision ResNet on a CUDA device, fed through pinned buffers on its own stream.
+
+    Per call: frames are copied into a pinned uint8 buffer (4x fewer bytes than float), uploaded
+    with a non-blocking copy, normalised and run on the device in float16, and the features come
+    back through a pinned float32 buffer with a non-blocking copy; the stream is synchronised
+    before that buffer is read, and before the input buffer is written again on the next call.
+    """
+
     def __init__(self, extractor: FeatureExtractor, preset: Preset, max_batch: int, device: str = "cuda"):
         self.preset, self.device = preset, torch.device(device)
-        self.model = extractor.eval().to(self.device, memory_format=torch.channels_last).half()
-        side = preset.crop
-        # One pinned staging buffer, reused: page-locked memory lets the upload run asynchronously.
-        self._staging = torch.empty((max_batch, side, side, 3), dtype=torch.uint8).pin_memory()
+        torch.backends.cudnn.benchmark = True  # fixed frame size: let cuDNN pick its fastest kernels
+        # A copy: the caller's model stays on the CPU in float32 (it is the reference we are checked against).
+        self.model = copy.deepcopy(extractor).eval().to(self.device, memory_format=torch.channels_last).half()
         self._stream = torch.cuda.Stream(self.device)
+        # The weight upload and the half() casts were queued on the default stream: ours must not start first.
+        self._stream.wait_stream(torch.cuda.current_stream(self.device))
+        self._allocate(max_batch, preset.crop)
         self.name = f"torch-cuda-fp16-pinned ({torch.cuda.get_device_name(self.device)})"
+
+    def _allocate(self, batch: int, side: int) -> None:
+        # Page-locked memory lets both copies run asynchronously; allocated once and reused.
+        self._staging = torch.empty((batch, side, side, 3), dtype=torch.uint8).pin_memory()
+        self._output = torch.empty((batch, self._feature_dim()), dtype=torch.float32).pin_memory()
+
+    def _feature_dim(self) -> int:
+        return int(self.model.cnn.backbone.fc.in_features)
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:
         n = len(images)
         if n > len(self._staging):
-            self._staging = torch.empty((n, *images.shape[1:]), dtype=torch.uint8).pin_memory()
+            self._stream.synchronize()  # nothing may still read the old buffers
+            self._allocate(n, images.shape[1])
         staged = self._staging[:n]
-        staged.numpy()[...] = images
+        staged.numpy()[...] = images  # safe: the previous call synchronised the stream before returning
         with torch.cuda.stream(self._stream):
             on_device = staged.to(self.device, non_blocking=True)
             features = self.model(normalize_batch(on_device, self.preset, dtype=torch.float16))
-            result = features.float().cpu()
-        return result.numpy()
+            output = self._output[:n]
+            output.copy_(features.float(), non_blocking=True)  # cast on the device, then download
+        self._stream.synchronize()  # the non-blocking download must be complete before we read it
+        return output.numpy().copy()  # the pinned buffer is reused by the next call
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -87,31 +120,46 @@ def probe_images(preset: Preset, count: int = 4, seed: int = 0) -> np.ndarray:
     return np.stack(frames[::7][:count])
 
 
+def _setting(settings, name: str, default):
+    return getattr(settings, name, default) if settings is not None else default
+
+
 def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str = "auto", device: str = "auto",
-                   max_batch: int = 16) -> object:
+                   max_batch: int = 16, settings=None) -> object:
     """The fastest backend for this machine (or the one the config names), checked against float32.
 
-    Any backend that is not plain float32 torch must give features within cosine 0.99 of it on
-    synthetic-camera frames, else the worker falls back to float32 and says so.
+    Order on `auto`: CUDA (float16) when a GPU is visible, else OpenVINO (bfloat16 where the CPU
+    has it), else torch bfloat16 channels-last, else torch float32. `settings` is the
+    `features` config section (precision, threads, OpenVINO options); None means defaults.
+    Any backend that is not plain float32 torch must give features within cosine MIN_COSINE of it
+    on synthetic-camera frames, else the worker falls back to float32 and says so.
     """
-    if backend not in ("auto", "torch", "openvino"):
-        raise ValueError(f"features.backend {backend!r}: choose auto, torch or openvino")
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"features.device {device!r}: choose auto, cpu or cuda")
+    precision = _setting(settings, "precision", "auto")
+    if backend not in BACKENDS:
+        raise ValueError(f"features.backend {backend!r}: choose {', '.join(BACKENDS)}")
+    if device not in DEVICES:
+        raise ValueError(f"features.device {device!r}: choose {', '.join(DEVICES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"features.precision {precision!r}: choose {', '.join(PRECISIONS)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("features.device = cuda but no CUDA device is visible; set features.device=auto or cpu")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if backend == "openvino" and (use_cuda or not _openvino_available()):
+    use_cuda = device == "cuda" or (device == "auto" and backend != "openvino" and torch.cuda.is_available())
+    if backend == "openvino" and (device == "cuda" or not _openvino_available()):
         raise RuntimeError("features.backend = openvino needs the CPU (features.device=cpu) and the openvino "
                            "package (pip install openvino); or set features.backend=auto")
+    reduced = precision != "fp32"
     reference = TorchCpu(extractor, preset, bfloat16=False)
     if use_cuda:
-        candidate = TorchCuda(extractor, preset, max_batch=max_batch)
+        candidate = TorchCuda(extractor, preset, max_batch=max_batch) if reduced else None
+        if candidate is None:
+            raise RuntimeError("features.precision = fp32 on CUDA is not offered; use features.precision=auto")
     elif backend in ("auto", "openvino") and _openvino_available():
         from workers.openvino_backend import OpenVinoCpu
 
-        candidate = OpenVinoCpu(extractor, preset, max_batch=max_batch)
-    elif cpu_supports_bf16():
+        candidate = OpenVinoCpu(extractor, preset, max_batch=max_batch, reduced=reduced,
+                                threads=_setting(settings, "threads", 0),
+                                requests=_setting(settings, "openvino_requests", 1))
+    elif reduced and cpu_supports_bf16():
         candidate = TorchCpu(extractor, preset, bfloat16=True)
     else:
         candidate = reference
@@ -119,13 +167,33 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
         images = probe_images(preset)
         cosine = float(cosine_similarity(candidate(images), reference(images)).min())
         if cosine < MIN_COSINE:
-            log.warning("%s features differ from float32 (min cosine %.4f < %.2f): using %s instead",
+            log.warning("%s features differ from float32 (min cosine %.5f < %.3f): using %s instead",
                         candidate.name, cosine, MIN_COSINE, reference.name)
             candidate = reference
         else:
             log.info("%s features match float32 (min cosine %.5f)", candidate.name, cosine)
-    log.info("feature backend: %s", candidate.name)
+    log.info("feature backend: %s (asked: backend=%s device=%s precision=%s; CUDA %s, OpenVINO %s, CPU bf16 %s)",
+             candidate.name, backend, device, precision,
+             "visible" if torch.cuda.is_available() else "absent",
+             "installed" if _openvino_available() else "absent", "yes" if cpu_supports_bf16() else "no")
     return candidate
+
+
+def available_backends(settings=None) -> list[tuple[str, Callable[[FeatureExtractor, Preset], object]]]:
+    """(name, factory(extractor, preset)) for every backend this machine can run; torch float32 first."""
+    max_batch = _setting(settings, "max_batch", 16)
+    found: list[tuple[str, Callable]] = [("torch-fp32", lambda e, p: TorchCpu(e, p, bfloat16=False))]
+    if cpu_supports_bf16():
+        found.append(("torch-bf16", lambda e, p: TorchCpu(e, p, bfloat16=True)))
+    if _openvino_available():
+        from workers.openvino_backend import OpenVinoCpu
+
+        threads, requests = _setting(settings, "threads", 0), _setting(settings, "openvino_requests", 1)
+        found.append(("openvino", lambda e, p: OpenVinoCpu(e, p, max_batch=max_batch, threads=threads,
+                                                           requests=requests)))
+    if torch.cuda.is_available():
+        found.append(("torch-cuda", lambda e, p: TorchCuda(e, p, max_batch=max_batch)))
+    return found
 
 
 def _openvino_available() -> bool:
@@ -134,13 +202,3 @@ def _openvino_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def time_backend(backend, images: np.ndarray, repeats: int = 10) -> float:
-    """Seconds per call, after two warm-up calls."""
-    for _ in range(2):
-        backend(images)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        backend(images)
-    return (time.perf_counter() - started) / repeats

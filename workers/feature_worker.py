@@ -1,9 +1,16 @@
 """The feature worker: frames from any number of streams -> batched ResNet-18 -> 512-d features.
 
 It binds the frames endpoint (captures connect and push), batches across streams up to
-`features.max_batch` frames or `features.max_wait_ms`, runs the backend, and pushes one feature
-message per frame to the LSTM worker. Stream start/end and upstream stats are passed along.
-Malformed messages are dropped and counted by reason; the worker never stops for one.
+`features.max_batch` frames, runs the backend, and pushes one feature message per frame to the
+LSTM worker. Stream start/end and upstream stats are passed along. Malformed messages are
+dropped and counted by reason; the worker never stops for one.
+
+Batching takes what is already queued and goes (`features.max_wait_ms` = 0): while one batch
+runs, the next frames queue up, so batches grow by themselves when the worker is the
+bottleneck and stay at one frame, with no added wait, when it is not. The frames socket keeps
+its queues small (one message per capture, a 64 KiB kernel buffer), so a slow model makes the
+captures drop stale frames instead of serving old ones late. The profile of a saturated worker
+is ~98% inside the backend's inference call.
 """
 
 from __future__ import annotations
@@ -14,14 +21,14 @@ import time
 from collections import Counter
 
 import numpy as np
-import torch
 import zmq
 
 from configs.settings import Config, add_config_arguments, from_args
 from streamer import wire
+from streamer.drops import DropCounter
 from streamer.logs import setup_logging
-from streamer.sockets import StopFlag, make_socket
-from workers.backends import choose_backend
+from streamer.sockets import StopFlag, make_socket, split_endpoints, warn_if_exposed
+from workers.backends import choose_backend, configure_threads
 from workers.loading import load_extractor
 
 log = logging.getLogger("features")
@@ -31,21 +38,19 @@ class FeatureWorker:
     def __init__(self, config: Config, name: str):
         self.config, self.name = config, name
         settings = config.features
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
+        configure_threads(settings)
         loaded = load_extractor(config)
         self.preset, self.weights = loaded.preset, loaded.weights
         self.backend = choose_backend(loaded.extractor, loaded.preset, backend=settings.backend,
-                                      device=settings.device, max_batch=settings.max_batch)
+                                      device=settings.device, max_batch=settings.max_batch, settings=settings)
         self.counters: Counter[str] = Counter()
-        self.dropped: Counter[str] = Counter()
+        self.drop = DropCounter(log)
         self.cnn_ms_total = 0.0
 
     def run(self, stop: StopFlag) -> int:
         config = self.config
         context = zmq.Context()
-        frames_in = make_socket(context, zmq.PULL, config.endpoints.frames, bind=True, security=config.security,
-                                hwm=config.features.recv_hwm)
+        frames_in = bind_frames_socket(context, config)
         features_out = make_socket(context, zmq.PUSH, config.endpoints.features, bind=False,
                                    security=config.security, hwm=max(64, 4 * config.features.max_batch))
         poller = zmq.Poller()
@@ -71,8 +76,7 @@ class FeatureWorker:
 
     def stats(self) -> dict[str, float]:
         batches = self.counters["batches"]
-        return {**self.counters, **{f"dropped_{reason}": n for reason, n in self.dropped.items()},
-                "dropped": sum(self.dropped.values()),
+        return {**self.counters, **self.drop.counters(),
                 "mean_batch": self.counters["frames"] / batches if batches else 0.0,
                 "cnn_ms_per_batch": self.cnn_ms_total / batches if batches else 0.0}
 
@@ -101,24 +105,19 @@ class FeatureWorker:
         try:
             message = wire.unpack(parts)
         except wire.WireError as error:
-            self._drop(error.reason, str(error))
+            self.drop(error.reason, str(error))
             return None
         if isinstance(message, wire.Frame):
             expected = (self.preset.crop, self.preset.crop, 3)
             if message.image.shape != expected:
-                self._drop("frame_size", f"stream {message.stream}: frame {message.image.shape}, the model's preset "
+                self.drop("frame_size", f"stream {message.stream}: frame {message.image.shape}, the model's preset "
                                          f"needs {expected}; set capture.crop={self.preset.crop} "
                                          f"capture.resize={self.preset.resize}")
                 return None
         elif isinstance(message, (wire.Feature, wire.Label)):
-            self._drop("kind", f"a {type(message).__name__} message arrived on the frames socket")
+            self.drop("kind", f"a {type(message).__name__} message arrived on the frames socket")
             return None
         return message
-
-    def _drop(self, reason: str, detail: str) -> None:
-        self.dropped[reason] += 1
-        if self.dropped[reason] in (1, 10, 100, 1000) or self.dropped[reason] % 10000 == 0:
-            log.warning("dropped message (%s, %d so far): %s", reason, self.dropped[reason], detail)
 
     def _process(self, batch: list[tuple[wire.Frame, float]], features_out: zmq.Socket) -> None:
         started = time.time()
@@ -144,7 +143,31 @@ class FeatureWorker:
             self.counters["sent"] += 1
         except zmq.Again:
             # The LSTM worker is gone or far behind; dropping here keeps this worker's memory bounded.
-            self.dropped["downstream_full"] += 1
+            self.drop("downstream_full", "the LSTM worker is not taking features")
+
+
+def bind_frames_socket(context: zmq.Context, config: Config) -> zmq.Socket:
+    """The PULL socket the captures push frames into, with a small kernel receive buffer.
+
+    ZeroMQ's high-water mark counts messages in its own queues; the TCP buffers under it are
+    sized by the kernel (up to megabytes on loopback: ~50 frames of 224x224 per connection), and
+    frames parked there are served late instead of being dropped at the capture. The receive
+    buffer has to be set before binding (accepted connections inherit it), so the socket is made
+    without endpoints and bound here.
+    """
+    settings = config.features
+    socket = make_socket(context, zmq.PULL, "", bind=True, security=config.security, hwm=settings.recv_hwm)
+    if settings.recv_buffer_bytes > 0:
+        socket.setsockopt(zmq.RCVBUF, settings.recv_buffer_bytes)
+    for endpoint in split_endpoints(config.endpoints.frames):
+        warn_if_exposed(endpoint, config.security)
+        try:
+            socket.bind(endpoint)
+        except zmq.ZMQError as error:
+            socket.close()
+            raise OSError(f"cannot bind {endpoint}: {error}. Is another process using it? "
+                          f"Pick another port with --set endpoints.frames=...") from None
+    return socket
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

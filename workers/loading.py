@@ -17,6 +17,7 @@ from configs.settings import Config
 from models import bundle
 from models.networks import FeatureExtractor, FrameCNN, SequenceLSTM
 from models.presets import Preset
+from models.sequence_inputs import checkpoint_inputs
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class LoadedSequenceModel:
     window: int
     model_id: str
     weights: str
+    inputs: str = "features"  # what the LSTM reads per frame: features or their differences
 
 
 def load_extractor(config: Config) -> LoadedExtractor:
@@ -71,7 +73,7 @@ def load_sequence_model(config: Config) -> LoadedSequenceModel:
         log.info("LSTM weights: trained bundle %s (model %s, hidden %d x %d layers, window %d)", path, model_id,
                  checkpoint.hidden, checkpoint.layers, checkpoint.window)
         return LoadedSequenceModel(checkpoint.model.eval(), checkpoint.classes, checkpoint.window, model_id,
-                                   f"trained bundle {path}")
+                                   f"trained bundle {path}", checkpoint_inputs(checkpoint.metrics))
     from streamer.synthetic import ACTIVITIES
 
     torch.manual_seed(RANDOM_SEED)

@@ -20,8 +20,10 @@ import zmq
 
 from configs.settings import Config, add_config_arguments, from_args
 from streamer import wire
+from streamer.drops import DropCounter
 from streamer.logs import setup_logging
 from streamer.sockets import StopFlag, make_socket
+from models.sequence_inputs import StreamInputs
 from workers.loading import load_sequence_model
 from workers.reorder import Ready, StreamOrder
 from workers.window import StaggeredWindows
@@ -39,12 +41,13 @@ class LstmWorker:
         self.classes, self.window, self.model_id = loaded.classes, loaded.window, loaded.model_id
         self.feature_dim = loaded.model.lstm.input_size
         self.windows = StaggeredWindows(loaded.model, loaded.window)
+        self.inputs = StreamInputs(loaded.inputs)  # features, or frame-to-frame differences
         self.orders: dict[str, StreamOrder] = {}
         self.ready: dict[str, deque[tuple[Ready, float]]] = {}
         self.last_seen: dict[str, float] = {}
         self.ended: dict[str, int] = {}  # stream -> session that announced its end
         self.counters: Counter[str] = Counter()
-        self.dropped: Counter[str] = Counter()
+        self.drop = DropCounter(log)
         self.step_ms_total = 0.0
 
     def run(self, stop: StopFlag) -> int:
@@ -55,8 +58,9 @@ class LstmWorker:
         labels_out = make_socket(context, zmq.PUB, config.endpoints.labels, bind=True, security=config.security,
                                  hwm=10000)
         last_stats = time.monotonic()
-        log.info("LSTM worker ready: features on %s, labels on %s (model %s, window %d, %d classes)",
-                 config.endpoints.features, config.endpoints.labels, self.model_id, self.window, len(self.classes))
+        log.info("LSTM worker ready: features on %s, labels on %s (model %s, window %d, %d classes, reads %s)",
+                 config.endpoints.features, config.endpoints.labels, self.model_id, self.window, len(self.classes),
+                 self.inputs.kind)
         try:
             while not stop:
                 if features_in.poll(self._poll_timeout_ms()):
@@ -75,8 +79,7 @@ class LstmWorker:
 
     def stats(self) -> dict[str, float]:
         steps = self.counters["steps"]
-        return {**self.counters, **{f"dropped_{reason}": n for reason, n in self.dropped.items()},
-                "dropped": sum(self.dropped.values()), "streams": len(self.orders),
+        return {**self.counters, **self.drop.counters(), "streams": len(self.orders),
                 "held_for_order": sum(len(o.pending) for o in self.orders.values()),
                 "ready_queue": sum(len(q) for q in self.ready.values()),
                 "gaps": sum(o.gaps for o in self.orders.values()),
@@ -98,7 +101,7 @@ class LstmWorker:
             try:
                 message = wire.unpack(parts)
             except wire.WireError as error:
-                self._drop(error.reason, str(error))
+                self.drop(error.reason, str(error))
                 continue
             if isinstance(message, wire.Feature):
                 self._accept(message, received)
@@ -110,15 +113,15 @@ class LstmWorker:
             elif isinstance(message, wire.StreamEnd):
                 self._end_stream(message.stream, labels_out, message.reason)
             else:
-                self._drop("kind", f"a {type(message).__name__} message arrived on the features socket")
+                self.drop("kind", f"a {type(message).__name__} message arrived on the features socket")
 
     def _accept(self, feature: wire.Feature, received: float) -> None:
         if feature.vector.shape[0] != self.feature_dim:
-            self._drop("feature_size", f"stream {feature.stream}: {feature.vector.shape[0]}-d feature, the LSTM "
+            self.drop("feature_size", f"stream {feature.stream}: {feature.vector.shape[0]}-d feature, the LSTM "
                                        f"takes {self.feature_dim}-d; is the feature worker using the same bundle?")
             return
         if self.ended.get(feature.stream) == feature.session:
-            self._drop("after_end", f"stream {feature.stream}: feature after its stream-end message")
+            self.drop("after_end", f"stream {feature.stream}: feature after its stream-end message")
             return
         order = self.orders.get(feature.stream)
         if order is None:
@@ -131,7 +134,7 @@ class LstmWorker:
         for item in order.push(feature, now):
             self.ready[feature.stream].append((item, received))
         if order.stale != stale_before:
-            self._drop("late", f"stream {feature.stream}: seq {feature.seq} came after its place was given up")
+            self.drop("late", f"stream {feature.stream}: seq {feature.seq} came after its place was given up")
 
     def _release_gaps(self) -> None:
         now = time.monotonic()
@@ -150,8 +153,10 @@ class LstmWorker:
                     if self.windows.frames_seen(stream):
                         self.counters["window_restarts"] += 1
                     self.windows.reset(stream)
+                    self.inputs.reset(stream)
             started = time.time()
-            outputs = self.windows.step([(stream, item.feature.vector) for stream, (item, _) in heads])
+            outputs = self.windows.step([(stream, self.inputs.next(stream, item.feature.vector))
+                                         for stream, (item, _) in heads])
             step_ms = (time.time() - started) * 1000
             self.step_ms_total += step_ms
             self.counters["steps"] += 1
@@ -197,11 +202,7 @@ class LstmWorker:
         self.ready.pop(stream, None)
         self.last_seen.pop(stream, None)
         self.windows.remove(stream)
-
-    def _drop(self, reason: str, detail: str) -> None:
-        self.dropped[reason] += 1
-        if self.dropped[reason] in (1, 10, 100, 1000) or self.dropped[reason] % 10000 == 0:
-            log.warning("dropped message (%s, %d so far): %s", reason, self.dropped[reason], detail)
+        self.inputs.remove(stream)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,8 @@ With several feature workers, features of one stream can arrive out of order. Ea
 features are held until the next expected sequence number arrives; a number still missing after
 `wait_s` (or with too many held behind it) is a gap: the held features are released from the
 next number on, and the window restarts, because the trained model never saw a skipped frame.
-A new capture session (the capture restarted or reconnected) also restarts the window.
+A new capture session (the capture restarted or reconnected, numbering from 0 again) also
+restarts the window.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class StreamOrder:
             if self.session is not None and feature.session < self.session:
                 self.stale += 1  # a straggler from a connection that has since been replaced
                 return []
-            self.session, self.expected, self.pending = feature.session, feature.seq, {}
+            # Captures number each session from 0. A worker that joins mid-stream waits wait_s for
+            # frame 0, then counts a gap and starts from what it has.
+            self.session, self.expected, self.pending = feature.session, 0, {}
             self.restart_next, self.waiting_since = True, None
         if feature.seq < self.expected or feature.seq in self.pending:
             self.stale += 1

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# System packages the tests need besides the virtualenv: GStreamer's RTSP server, so that
+# tests/test_rtsp.py can run a real camera on loopback. It runs under the system Python
+# (/usr/bin/python3), where Debian's python3-gi lives. Safe to run again: it returns at once
+# when everything is already there. Debian/Ubuntu; run as root or with sudo.
+set -euo pipefail
+
+PACKAGES=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
+          gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav)
+# The elements tests/support/rtsp_server.py puts in its pipeline.
+ELEMENTS="multifilesrc jpegdec videoconvert x264enc rtph264pay"
+
+usable() {
+  [ -x /usr/bin/python3 ] && /usr/bin/python3 - "$ELEMENTS" <<'PY' 2>/dev/null
+import sys
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer  # noqa: F401
+Gst.init(None)
+missing = [name for name in sys.argv[1].split() if Gst.ElementFactory.find(name) is None]
+sys.exit(1 if missing else 0)
+PY
+}
+
+if usable; then
+  echo "GStreamer RTSP server: already installed"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+$SUDO apt-get update
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+
+if ! usable; then
+  echo "GStreamer's RTSP server is still not usable from /usr/bin/python3 after installing: ${PACKAGES[*]}" >&2
+  exit 1
+fi
+echo "GStreamer RTSP server: installed"

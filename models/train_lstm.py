@@ -1,0 +1,184 @@
+"""Stage 5, `run.py train-lstm` (the lecture's third notebook): the LSTM over feature windows.
+
+SequenceLSTM on `sequence.window`-frame windows of the extracted 512-d features, sampled every
+`sequence.window_stride` frames across each video, classifying from the last step; NLL loss, Adam.
+The best epoch by test window accuracy is saved with `save_lstm` to <work_dir>/lstm.pt (curves
+lstm_curves.png, figures lstm_history.json); then cnn.pt + lstm.pt are joined into
+<work_dir>/bundle.pt, whose model id is printed, and the bundle is copied to --bundle-out (by
+default artifacts/bundle.pt, what the live workers load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader, Dataset
+
+from configs.settings import DEFAULT_BUNDLE, Config, add_config_arguments, from_args
+from models import bundle
+from models.extract import feature_path, load_features
+from models.frames import FramesError, prepared_videos
+from models.networks import SequenceLSTM
+from models.sequence_inputs import check_kind, sequence_inputs
+from models.train_cnn import cnn_path
+from models.training_loop import Precision, choose_device, fit
+from models.training_report import EpochResult, TrainingReport
+
+
+@dataclass
+class VideoFeatures:
+    key: str
+    label: int
+    features: torch.Tensor  # float32 [T, 512]: the LSTM's inputs (features or their differences)
+
+
+@dataclass
+class TrainedLstm:
+    checkpoint: Path
+    bundle: Path
+    model_id: str
+    best: EpochResult | None
+    seconds: float
+
+
+def lstm_path(work_dir: Path) -> Path:
+    return Path(work_dir) / "lstm.pt"
+
+
+def bundle_path(work_dir: Path) -> Path:
+    return Path(work_dir) / "bundle.pt"
+
+
+def load_split_features(work_dir: Path, split: str, inputs: str = "features") -> tuple[list[str], list[VideoFeatures]]:
+    """The prepared classes and every video's LSTM inputs of one split (extract must have run)."""
+    classes, videos = prepared_videos(work_dir, split)
+    labels = {name: index for index, name in enumerate(classes)}
+    loaded = []
+    for video in videos:
+        path = feature_path(work_dir, video.key)
+        if not path.is_file():
+            raise FramesError(f"features {path} are missing: run `python run.py extract` first")
+        loaded.append(VideoFeatures(video.key, labels[video.class_name], sequence_inputs(load_features(path), inputs)))
+    return classes, loaded
+
+
+def window_starts(length: int, window: int, stride: int) -> range:
+    """First frames of the full windows of one video (none when the video is shorter than a window)."""
+    return range(0, length - window + 1, max(1, stride))
+
+
+class WindowDataset(Dataset):
+    """(features [window, 512], label) for every full window, `stride` frames apart, of every video."""
+
+    def __init__(self, videos: list[VideoFeatures], window: int, stride: int):
+        self.window = window
+        self.videos = videos
+        self.items = [(v, start) for v, video in enumerate(videos)
+                      for start in window_starts(len(video.features), window, stride)]
+        self.too_short = sum(1 for video in videos if len(video.features) < window)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        v, start = self.items[index]
+        video = self.videos[v]
+        return video.features[start:start + self.window], video.label
+
+
+def channel_dropout(sequences: torch.Tensor, rate: float) -> torch.Tensor:
+    """Training-time regulariser: zero a random `rate` of each window's input channels at every step."""
+    keep = torch.rand(sequences.shape[0], 1, sequences.shape[2], device=sequences.device) >= rate
+    return sequences * keep / (1.0 - rate)
+
+
+def train_lstm(config: Config, bundle_out: Path | None = Path(DEFAULT_BUNDLE), console: Console | None = None,
+               progress: bool = True) -> TrainedLstm:
+    console = console or Console()
+    started = time.perf_counter()
+    recipe, work_dir = config.sequence, Path(config.data.work_dir)
+    inputs = check_kind(recipe.inputs)
+    classes, train_videos = load_split_features(work_dir, "train", inputs)
+    _, test_videos = load_split_features(work_dir, "test", inputs)
+    train_set = WindowDataset(train_videos, recipe.window, recipe.window_stride)
+    test_set = WindowDataset(test_videos, recipe.window, recipe.window_stride)
+    if len(train_set) == 0 or len(test_set) == 0:
+        raise FramesError(f"no {recipe.window}-frame windows: every video is shorter than sequence.window; "
+                          f"lower it or prepare more frames per second")
+    skipped = train_set.too_short + test_set.too_short
+    torch.manual_seed(recipe.seed)
+    model = SequenceLSTM(len(classes), hidden=recipe.hidden, layers=recipe.layers, dropout=recipe.dropout)
+    device = choose_device()
+    # bfloat16 buys nothing for a small LSTM on the CPU; AMP helps on CUDA.
+    precision = Precision.choose(device, config.cnn.mixed_precision and device.type == "cuda")
+    generator = torch.Generator().manual_seed(recipe.seed)
+    train_loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True, generator=generator,
+                              pin_memory=device.type == "cuda")
+    test_loader = DataLoader(test_set, batch_size=max(recipe.batch_size, 256), shuffle=False,
+                             pin_memory=device.type == "cuda")
+    console.print(f"train-lstm: {len(classes)} classes, {len(train_set)} train and {len(test_set)} test windows of "
+                  f"{recipe.window} frames (stride {recipe.window_stride})"
+                  + (f", {skipped} videos shorter than a window left out" if skipped else "")
+                  + f"; LSTM on {inputs}, hidden {recipe.hidden} x {recipe.layers} layers, {recipe.epochs} epochs, "
+                  f"batch {recipe.batch_size}, lr {recipe.lr:g}, on {device.type}")
+
+    def to_device(batch, target):
+        sequences, labels = batch
+        sequences = sequences.to(target, non_blocking=True)
+        if model.training and recipe.input_dropout > 0:
+            sequences = channel_dropout(sequences, recipe.input_dropout)
+        return sequences, labels.to(target, non_blocking=True)
+
+    checkpoint = lstm_path(work_dir)
+
+    def save_best(result: EpochResult) -> None:
+        bundle.save_lstm(checkpoint, model, classes, recipe.window,
+                         metrics={"inputs": inputs, "epoch": result.epoch, "test_loss": result.test_loss,
+                                  "test_window_accuracy": result.test_accuracy,
+                                  "train_accuracy": result.train_accuracy})
+
+    report = TrainingReport("train-lstm", recipe.epochs, console, work_dir / "lstm_curves.png",
+                            work_dir / "lstm_history.json")
+    best = fit(model, train_loader, test_loader, to_device, epochs=recipe.epochs, lr=recipe.lr, device=device,
+               precision=precision, report=report, on_best=save_best, progress=progress)
+    seconds = time.perf_counter() - started
+    report.finish({"seconds": seconds, "classes": classes})
+
+    joined = bundle_path(work_dir)
+    model_id = bundle.save_bundle(joined, cnn_path(work_dir), checkpoint)
+    console.print(f"train-lstm: bundle {joined} ({seconds:.0f} s in all)")
+    console.print(f"model id [bold]{model_id}[/bold]", soft_wrap=True)
+    if bundle_out is not None and Path(bundle_out).resolve() != joined.resolve():
+        _copy_atomically(joined, Path(bundle_out))
+        console.print(f"train-lstm: copied the bundle to {bundle_out} (what the live workers load)")
+    return TrainedLstm(checkpoint, joined, model_id, best, seconds)
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)  # a worker reloading the bundle never sees half a file
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--bundle-out", type=Path, default=Path(DEFAULT_BUNDLE),
+                        help=f"also write the bundle here (default: {DEFAULT_BUNDLE}, what the live workers load)")
+
+
+def main(args: argparse.Namespace) -> int:
+    console = Console()
+    try:
+        train_lstm(from_args(args), args.bundle_out, console)
+    except (FramesError, bundle.BundleError) as error:
+        console.print(f"[red]train-lstm: {error}", soft_wrap=True)
+        return 1
+    return 0
