@@ -41,10 +41,10 @@ class Endpoints:
 class Capture:
     # frames per second sampled from the source (the source may run faster; frames are skipped)
     fps: float = 15.0
-    # geometric part of the preset: resize the short side to this, then center crop
-    resize: int = 256
-    # center crop size in pixels (square); must match the model's preset
-    crop: int = 224
+    # geometric part of the preset: resize the short side to this, then center crop to a square;
+    # 0 takes the trained bundle's preset (the lecture's 256/224 when there is no bundle)
+    resize: int = 0
+    crop: int = 0
     # loop a video file source when it ends
     loop: bool = False
     # ZeroMQ send high-water mark: keep it tiny so stale frames are dropped, not queued

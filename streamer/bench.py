@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -41,7 +42,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from configs.settings import Config, add_config_arguments, config_to_toml, from_args, replace
+from configs.settings import Config, Endpoints, add_config_arguments, config_to_toml, from_args, replace
 from streamer import wire
 from streamer.logs import setup_logging
 from streamer.sockets import StopFlag, make_socket
@@ -389,8 +390,30 @@ def machine_busy_seconds() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def bench_config(config: Config, fps: float) -> Config:
-    """The config the pipeline runs with: the capture rate asked for, counters twice a second."""
+    """The config the pipeline runs with: the capture rate asked for, counters twice a second.
+
+    The bench runs a pipeline of its own: unless the endpoints were set, it takes free loopback
+    ports, so it never collides with a `run.py up` already running. When a trained bundle is
+    there, the captures crop as that model was trained (what `run.py up` would ask you to set).
+    """
+    if config.endpoints == Endpoints():
+        workers = config.supervisor.feature_workers
+        config = replace(config, "endpoints", frames=",".join(f"tcp://127.0.0.1:{free_port()}" for _ in range(workers)),
+                         features=f"tcp://127.0.0.1:{free_port()}", labels=f"tcp://127.0.0.1:{free_port()}")
+    from models.bundle import BundleError
+    from workers.loading import with_capture_preset
+
+    try:
+        config = with_capture_preset(config)
+    except BundleError:
+        pass  # preflight reports it
     config = replace(config, "capture", fps=float(fps), stats_interval_s=STATS_INTERVAL_S)
     config = replace(config, "features", stats_interval_s=STATS_INTERVAL_S)
     return replace(config, "lstm", stats_interval_s=STATS_INTERVAL_S)
@@ -630,6 +653,8 @@ def run_bench(args: argparse.Namespace, console: Console | None = None, stop: St
         "warmup_note": (f"excluded: the {meta['all_streams_labelled_after_s']:.1f} s until every stream had its "
                         f"first label (model loading, first inferences), then {args.warmup:.1f} s more; "
                         f"only labels of frames captured after that count"),
+        "crop": config.capture.crop, "resize": config.capture.resize,
+        "weights": "trained bundle" if Path(config.features.bundle).exists() else "random (no bundle)",
         "max_batch": config.features.max_batch, "max_wait_ms": config.features.max_wait_ms,
         "feature_workers": config.supervisor.feature_workers, "threads": config.features.threads,
         "backend": meta["backend"], **{k: v for k, v in meta.items() if k != "backend"},

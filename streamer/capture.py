@@ -26,11 +26,12 @@ from typing import Callable
 import zmq
 
 from configs.settings import Config, ConfigError, add_config_arguments, from_args
-from models.presets import Preset, geometric
+from models.presets import geometric
 from streamer import wire
 from streamer.logs import setup_logging
 from streamer.sockets import StopFlag, make_socket, split_endpoints
 from streamer.sources import SourceError, SourceFrame, monotonic_pacer, open_source
+from workers.loading import capture_preset
 
 log = logging.getLogger("capture")
 
@@ -298,7 +299,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     if not wire.STREAM_NAME.match(stream):
         raise ValueError(f"stream name {stream!r} must match {wire.STREAM_NAME.pattern}")
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
-    preset = Preset(resize=config.capture.resize, crop=config.capture.crop)
+    preset = capture_preset(config)
     context = zmq.Context()
     socket = make_socket(context, zmq.PUSH, "", bind=False, security=config.security, hwm=config.capture.send_hwm)
     if config.capture.send_buffer_bytes > 0:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from configs.settings import CONFIG_DIR, Config, load_config, replace
+from configs.settings import CONFIG_DIR, Config, load_config
 from streamer.sockets import StopFlag
 from streamer.subscriber import View, subscribe
 
@@ -52,14 +52,6 @@ def train_everything(config: Config, console: Console) -> None:
     console.print(f"[bold]training finished in {time.perf_counter() - started:.0f} s[/bold]")
 
 
-def live_config(config: Config) -> Config:
-    """The capture must crop frames the way the trained CNN expects: take the bundle's preset."""
-    from models.bundle import load_cnn
-
-    preset = load_cnn(Path(config.features.bundle)).preset
-    return replace(config, "capture", resize=preset.resize, crop=preset.crop)
-
-
 def summary(view: View) -> Table:
     table = Table(title="demo summary")
     for column in ("stream", "labels", "settled labels", "live accuracy"):
@@ -84,7 +76,6 @@ def run_demo(config: Config, *, seconds: float, streams: int, retrain: bool, con
         console.print(f"reusing the trained bundle {bundle} (--retrain trains again)")
     from streamer.supervisor import run_up
 
-    config = live_config(config)
     console.rule(f"live: {streams} synthetic camera(s) for {seconds:.0f} s")
     stop = StopFlag()
     pipeline = threading.Thread(target=run_up, args=(config, ["synthetic"] * streams), kwargs={"stop": stop},
