@@ -334,13 +334,15 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                                                           fps=config.capture.fps, width=preset.crop,
                                                           height=preset.crop, t=time.time())):
                     announced_session = reader.session
-            if time.monotonic() - last_stats >= config.capture.stats_interval_s:
-                last_stats = time.monotonic()
-                _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters={
-                    **reader.counters(), "frames_sent": sent, "dropped_stale": slot.dropped,
-                    "send_failures": send_failures}))
             if not socket.poll(50, zmq.POLLOUT):
                 continue  # nobody can take a frame now: the reader keeps replacing the newest one
+            if time.monotonic() - last_stats >= config.capture.stats_interval_s:
+                # Sent only when the socket has room, and the timer restarts only once it went out,
+                # so a consumer that is far behind still gets every capture's counters.
+                if _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters={
+                        **reader.counters(), "frames_sent": sent, "dropped_stale": slot.dropped,
+                        "send_failures": send_failures})):
+                    last_stats = time.monotonic()
             item = slot.take(timeout=0.05)
             if item is None:
                 continue
