@@ -1,18 +1,13 @@
-"""Shared test helpers: loopback ports, sockets that never hang a test, a small random model."""
+"""Shared test helpers: loopback ports and endpoints, sockets that never hang a test."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 import zmq
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.support.pipeline import free_port
 
 
 def loopback_endpoints() -> dict[str, str]:
