@@ -12,7 +12,6 @@ from pathlib import Path
 
 import msgpack
 import numpy as np
-import pytest
 import zmq
 
 from configs.settings import load_config
