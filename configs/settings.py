@@ -91,8 +91,8 @@ class Features:
     threads: int = 0
     # precision: auto (bf16 on capable CPUs, fp16 on CUDA), fp32 (plain float32), reduced (same as auto)
     precision: str = "auto"
-    # OpenVINO: parallel infer requests a batch is split across (1: one latency-mode request)
-    openvino_requests: int = 1
+    # OpenVINO: batches running at once, each on its own share of the cores, under load (1: one at a time)
+    openvino_requests: int = 2
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from configs.settings import Config, add_config_arguments, from_args
 from models import bundle
 from models.frames import FramesError, PreparedVideo, VideoDataset, prepared_videos
 from models.networks import FEATURE_DIM, FeatureExtractor
-from models.presets import Preset, normalize_batch
+from models.normalize import normalize_batch
+from models.presets import Preset
 from models.train_cnn import cnn_path
 from models.training_loop import Precision, choose_device
 

@@ -1,10 +1,12 @@
 """The preprocessing preset shared by training and the live workers.
 
 Split in two because the halves run in different processes:
-- `geometric`: resize the short side, center crop, BGR->RGB. Runs in the capture process, so
-  only the small cropped frame crosses the wire.
-- `normalize_batch`: uint8 RGB [N, H, W, 3] -> float [N, 3, H, W] with ImageNet mean/std. Runs where
-  the CNN runs (on the GPU when there is one, after a uint8 upload that is 4x smaller).
+- `geometric` (here): resize the short side, center crop, BGR->RGB. Runs in the capture process,
+  so only the small cropped frame crosses the wire. This module imports no torch, so a capture
+  process stays small (~60 MB instead of ~1 GB) and starts fast.
+- `normalize_batch` (models/normalize.py): uint8 RGB [N, H, W, 3] -> float [N, 3, H, W] with
+  ImageNet mean/std. Runs where the CNN runs (on the GPU when there is one, after a uint8 upload
+  that is 4x smaller).
 Training applies exactly these two functions, imported, never copied, so what the live worker
 sees is what the model was trained on.
 """
@@ -13,9 +15,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    from configs.settings import Config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,10 +61,30 @@ def geometric(frame_bgr: np.ndarray, preset: Preset) -> np.ndarray:
     return np.ascontiguousarray(cropped[:, :, ::-1])
 
 
-def normalize_batch(images: torch.Tensor, preset: Preset, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 [N, H, W, 3] (any device) -> normalised [N, 3, H, W] in `dtype`, channels-last in memory."""
-    mean = torch.tensor(preset.mean, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    inv_std = 1.0 / (torch.tensor(preset.std, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
-    # permute gives an NCHW view whose memory is NHWC: exactly channels-last, no copy needed.
-    nchw = images.permute(0, 3, 1, 2).to(torch.float32)
-    return ((nchw - mean) * inv_std).to(dtype).contiguous(memory_format=torch.channels_last)
+LECTURE_PRESET = Preset(resize=256, crop=224)
+
+
+def capture_preset(config: "Config") -> Preset:
+    """What the capture crops to: the configured size, or (0) the bundle's preset, so frames fit the CNN."""
+    capture = config.capture
+    if capture.resize and capture.crop:
+        return Preset(resize=capture.resize, crop=capture.crop)
+    path = Path(config.features.bundle)
+    if path.exists():
+        from models import bundle  # imports torch: only when the bundle has to decide the crop
+
+        preset = bundle.load_cnn(path).preset
+    else:
+        preset = LECTURE_PRESET
+    return Preset(resize=capture.resize or preset.resize, crop=capture.crop or preset.crop)
+
+
+def with_capture_preset(config: "Config") -> "Config":
+    """The config with capture.resize/crop resolved, as every process of one pipeline must see them.
+
+    `run.py up` resolves it once, so its capture processes never load the bundle (nor torch).
+    """
+    from configs.settings import replace
+
+    preset = capture_preset(config)
+    return replace(config, "capture", resize=preset.resize, crop=preset.crop)

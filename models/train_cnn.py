@@ -22,7 +22,8 @@ from configs.settings import Config, add_config_arguments, from_args, replace
 from models import bundle
 from models.frames import FrameDataset, FramesError, prepared_videos
 from models.networks import FrameCNN
-from models.presets import Preset, normalize_batch
+from models.normalize import normalize_batch
+from models.presets import Preset
 from models.pretrained import ImageNetWeightsMissing, imagenet_resnet18
 from models.training_loop import Precision, choose_device, fit
 from models.training_report import EpochResult, TrainingReport

@@ -412,7 +412,7 @@ def bench_config(config: Config, fps: float) -> Config:
         config = replace(config, "endpoints", frames=",".join(f"tcp://127.0.0.1:{free_port()}" for _ in range(workers)),
                          features=f"tcp://127.0.0.1:{free_port()}", labels=f"tcp://127.0.0.1:{free_port()}")
     from models.bundle import BundleError
-    from workers.loading import with_capture_preset
+    from models.presets import with_capture_preset
 
     try:
         config = with_capture_preset(config)

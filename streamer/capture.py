@@ -26,12 +26,11 @@ from typing import Callable
 import zmq
 
 from configs.settings import Config, ConfigError, add_config_arguments, from_args
-from models.presets import geometric
+from models.presets import capture_preset, geometric
 from streamer import wire
 from streamer.logs import setup_logging
 from streamer.sockets import StopFlag, make_socket, split_endpoints
 from streamer.sources import SourceError, SourceFrame, monotonic_pacer, open_source
-from workers.loading import capture_preset
 
 log = logging.getLogger("capture")
 

@@ -334,7 +334,7 @@ def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopF
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
     sources = sources or ["synthetic"]
     from models.bundle import BundleError  # imports torch: the bundle decides the capture's crop
-    from workers.loading import with_capture_preset
+    from models.presets import with_capture_preset
 
     try:
         config = with_capture_preset(config)  # children get the resolved crop, so all agree on it

@@ -8,6 +8,7 @@ is then on numerics alone, and harder: a random LSTM's top classes are close tog
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -98,12 +99,27 @@ def test_precision_fp32_on_the_torch_backend_is_the_reference(setup):
     assert backend.name.startswith("torch-cpu-fp32")
 
 
-def test_openvino_split_across_parallel_requests_equals_one_request(setup):
+def test_openvino_batches_in_flight_give_the_features_of_one_call_in_submission_order(setup):
     config, preset, frames, _, _, _ = setup
     from workers.openvino_backend import OpenVinoCpu
 
-    one = OpenVinoCpu(load_extractor(config).extractor, preset, requests=1)
-    two = OpenVinoCpu(load_extractor(config).extractor, preset, requests=2)
-    a, b = one(frames[:5]), two(frames[:5])
-    assert b.shape == (5, a.shape[1])
-    assert cosine_similarity(a, b).min() >= 0.99999
+    backend = OpenVinoCpu(load_extractor(config).extractor, preset, max_batch=16, requests=2)
+    expected = backend(frames[:24])
+    woken = threading.Semaphore(0)
+    assert backend.has_room()
+    lone = backend.submit(frames[:1], woken.release)  # a partial batch while idle: the latency request
+    assert not backend.has_room()  # it uses every core: nothing starts beside it
+    assert woken.acquire(timeout=30) and lone.done()
+    np.testing.assert_allclose(lone.result(), expected[:1], rtol=1e-3, atol=1e-3)
+    assert backend.has_room()
+    first = backend.submit(frames[:16], woken.release)  # a full batch: a throughput request
+    second = backend.submit(frames[16:24], woken.release)  # the other one, while the first runs
+    assert backend.depth == 2 and not backend.has_room()
+    for _ in range(2):
+        assert woken.acquire(timeout=30)
+    got = np.concatenate([first.result(), second.result()])
+    assert backend.has_room()
+    assert cosine_similarity(got, expected).min() >= 0.99999
+    with pytest.raises(RuntimeError, match="has_room"):
+        for _ in range(3):
+            backend.submit(frames[:16])

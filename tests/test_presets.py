@@ -7,7 +7,8 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from models.presets import Preset, geometric, normalize_batch
+from models.normalize import normalize_batch
+from models.presets import Preset, geometric
 
 
 def test_geometric_resizes_the_short_side_and_center_crops_to_rgb():

@@ -11,6 +11,11 @@ model, so a GPU receives 1-byte pixels, not 4-byte floats.
 `choose_backend` picks one for this machine unless the config names one (`features.backend`,
 `features.device`, `features.precision`), keeps it only if its features match torch float32
 (cosine >= MIN_COSINE on synthetic-camera frames), and logs which one runs.
+
+Two ways to call a backend: `backend(images)` returns the features; `backend.submit(images, wake)`
+starts a batch and returns a handle (`done()`, `wait()`, `result()`), so the feature worker can
+keep up to `backend.depth` batches running while it collects the next (OpenVINO: one infer
+request per core group). The torch backends run `submit` at once (depth 1).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import numpy as np
 import torch
 
 from models.networks import FeatureExtractor
-from models.presets import Preset, normalize_batch
+from models.normalize import normalize_batch
+from models.presets import Preset
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,35 @@ def configure_threads(settings) -> None:
         torch.set_num_threads(settings.threads)
 
 
-class TorchCpu:
+class Finished:
+    """A batch that already has its features (what a synchronous backend's `submit` returns)."""
+
+    def __init__(self, features: np.ndarray):
+        self._features = features
+
+    def done(self) -> bool:
+        return True
+
+    def wait(self) -> None:
+        pass
+
+    def result(self) -> np.ndarray:
+        return self._features
+
+
+class Synchronous:
+    """`submit` for backends that compute a batch in the call: one batch at a time."""
+
+    depth = 1
+
+    def has_room(self) -> bool:
+        return True
+
+    def submit(self, images: np.ndarray, wake: Callable[[], None] | None = None) -> Finished:
+        return Finished(self(images))
+
+
+class TorchCpu(Synchronous):
     def __init__(self, extractor: FeatureExtractor, preset: Preset, bfloat16: bool):
         self.preset = preset
         self.model = extractor.eval().to(memory_format=torch.channels_last)
@@ -58,7 +92,7 @@ class TorchCpu:
         return features.float().numpy()
 
 
-class TorchCuda:
+class TorchCuda(Synchronous):
     """Half-precision ResNet on a CUDA device, fed through pinned buffers on its own stream.
 
     Per call: frames are copied into a pinned uint8 buffer (4x fewer bytes than float), uploaded
@@ -158,7 +192,7 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
 
         candidate = OpenVinoCpu(extractor, preset, max_batch=max_batch, reduced=reduced,
                                 threads=_setting(settings, "threads", 0),
-                                requests=_setting(settings, "openvino_requests", 1))
+                                requests=_setting(settings, "openvino_requests", 2))
     elif reduced and cpu_supports_bf16():
         candidate = TorchCpu(extractor, preset, bfloat16=True)
     else:
@@ -188,7 +222,7 @@ def available_backends(settings=None) -> list[tuple[str, Callable[[FeatureExtrac
     if _openvino_available():
         from workers.openvino_backend import OpenVinoCpu
 
-        threads, requests = _setting(settings, "threads", 0), _setting(settings, "openvino_requests", 1)
+        threads, requests = _setting(settings, "threads", 0), _setting(settings, "openvino_requests", 2)
         found.append(("openvino", lambda e, p: OpenVinoCpu(e, p, max_batch=max_batch, threads=threads,
                                                            requests=requests)))
     if torch.cuda.is_available():

@@ -7,8 +7,11 @@ dropped and counted by reason; the worker never stops for one.
 
 Batching takes what is already queued and goes (`features.max_wait_ms` = 0): while one batch
 runs, the next frames queue up, so batches grow by themselves when the worker is the
-bottleneck and stay at one frame, with no added wait, when it is not. The frames socket keeps
-its queues small (one message per capture, a 64 KiB kernel buffer), so a slow model makes the
+bottleneck and stay at one frame, with no added wait, when it is not. Backends that can run
+several batches at once (OpenVINO: `features.openvino_requests`) get the next batch while the
+previous ones run; a finished batch frees its request at once, and features still leave in
+the order the frames came in. The backend's completion callback writes to a pipe the poll
+loop watches, so nothing spins. The frames socket keeps its queues small (one message per capture, a 64 KiB kernel buffer), so a slow model makes the
 captures drop stale frames instead of serving old ones late. The profile of a saturated worker
 is ~98% inside the backend's inference call.
 """
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
-from collections import Counter
+from collections import Counter, deque
+from dataclasses import dataclass
 
 import numpy as np
 import zmq
@@ -54,24 +59,52 @@ class FeatureWorker:
         features_out = make_socket(context, zmq.PUSH, config.endpoints.features, bind=False,
                                    security=config.security, hwm=max(64, 4 * config.features.max_batch))
         poller = zmq.Poller()
-        poller.register(frames_in, zmq.POLLIN)
+        done_reader, done_writer = os.pipe()  # the backend's callback writes a byte when a batch is done
+        for fd in (done_reader, done_writer):
+            os.set_blocking(fd, False)
+        poller.register(done_reader, zmq.POLLIN)
+
+        def wake() -> None:
+            try:
+                os.write(done_writer, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full of unread wake-ups already: the loop will look anyway
+
+        in_flight: deque[Batch] = deque()
         last_stats = time.monotonic()
-        log.info("feature worker %s ready on %s (weights: %s, backend: %s)", self.name, config.endpoints.frames,
-                 self.weights, self.backend.name)
+        log.info("feature worker %s ready on %s (weights: %s, backend: %s, up to %d batch(es) at once)", self.name,
+                 config.endpoints.frames, self.weights, self.backend.name, self.backend.depth)
         try:
             while not stop:
-                if poller.poll(100):
+                # The backend says when a request is free; the cap only bounds batches done but held for order.
+                taking = len(in_flight) < 4 * self.backend.depth and self.backend.has_room()
+                # Frames are only watched while a batch could start: else they wait in the socket.
+                poller.register(frames_in, zmq.POLLIN if taking else 0)
+                events = dict(poller.poll(100))
+                if done_reader in events:
+                    while _read_some(done_reader):
+                        pass
+                if events.get(frames_in):
                     batch = self._collect_batch(frames_in, features_out)
                     if batch:
-                        self._process(batch, features_out)
+                        in_flight.append(self._start(batch, wake))
+                for batch in in_flight:
+                    if batch.features is None and batch.pending.done():
+                        self._collect_features(batch)  # at once: frees its request for the next batch
+                while in_flight and in_flight[0].features is not None:  # in order, so each stream's stay ordered
+                    self._finish(in_flight.popleft(), features_out)
                 if time.monotonic() - last_stats >= config.features.stats_interval_s:
                     last_stats = time.monotonic()
                     self._forward(features_out, wire.Stats(process=f"features:{self.name}", t=time.time(),
                                                            counters=self.stats()))
         finally:
+            for batch in in_flight:
+                batch.pending.wait()  # OpenVINO may still read the frames: let it finish before they go
             frames_in.close()
             features_out.close()
             context.term()
+            os.close(done_reader)
+            os.close(done_writer)
         return 0
 
     def stats(self) -> dict[str, float]:
@@ -119,18 +152,24 @@ class FeatureWorker:
             return None
         return message
 
-    def _process(self, batch: list[tuple[wire.Frame, float]], features_out: zmq.Socket) -> None:
+    def _start(self, frames: list[tuple[wire.Frame, float]], wake) -> "Batch":
         started = time.time()
-        images = np.stack([frame.image for frame, _ in batch])
-        vectors = self.backend(images)
-        cnn_ms = (time.time() - started) * 1000
-        self.cnn_ms_total += cnn_ms
+        images = np.stack([frame.image for frame, _ in frames])
+        return Batch(frames, started, self.backend.submit(images, wake))
+
+    def _collect_features(self, batch: "Batch") -> None:
+        batch.features = batch.pending.result()
+        batch.cnn_ms = (time.time() - batch.started) * 1000  # from its start to its features (others ran beside)
+        self.cnn_ms_total += batch.cnn_ms
         self.counters["batches"] += 1
-        self.counters["frames"] += len(batch)
-        for (frame, received), vector in zip(batch, vectors):
+        self.counters["frames"] += len(batch.frames)
+
+    def _finish(self, batch: "Batch", features_out: zmq.Socket) -> None:
+        cnn_ms = batch.cnn_ms
+        for (frame, received), vector in zip(batch.frames, batch.features):
             stages = dict(frame.stages)
             stages["transport_frames"] = max(0.0, (received - frame.t_sent) * 1000)
-            stages["queue_features"] = (started - received) * 1000
+            stages["queue_features"] = (batch.started - received) * 1000
             stages["cnn"] = cnn_ms
             feature = wire.Feature(stream=frame.stream, seq=frame.seq, t_capture=frame.t_capture, vector=vector,
                                    truth=frame.truth, truth_since=frame.truth_since, stages=stages,
@@ -144,6 +183,22 @@ class FeatureWorker:
         except zmq.Again:
             # The LSTM worker is gone or far behind; dropping here keeps this worker's memory bounded.
             self.drop("downstream_full", "the LSTM worker is not taking features")
+
+
+@dataclass
+class Batch:
+    frames: list[tuple[wire.Frame, float]]  # each frame with the time it was received
+    started: float
+    pending: object  # the backend's handle: done(), wait(), result()
+    features: np.ndarray | None = None  # once done; sent when every earlier batch has been
+    cnn_ms: float = 0.0
+
+
+def _read_some(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 4096))
+    except BlockingIOError:
+        return False
 
 
 def bind_frames_socket(context: zmq.Context, config: Config) -> zmq.Socket:

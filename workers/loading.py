@@ -13,34 +13,15 @@ from pathlib import Path
 
 import torch
 
-from configs.settings import Config, replace
+from configs.settings import Config
 from models import bundle
 from models.networks import FeatureExtractor, FrameCNN, SequenceLSTM
-from models.presets import Preset
+from models.presets import Preset, capture_preset
 from models.sequence_inputs import checkpoint_inputs
 
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0  # random fallbacks are seeded, so every worker and test sees the same model
-
-
-LECTURE_PRESET = Preset(resize=256, crop=224)
-
-
-def capture_preset(config: Config) -> Preset:
-    """What the capture crops to: the configured size, or (0) the bundle's preset, so frames fit the CNN."""
-    capture = config.capture
-    if capture.resize and capture.crop:
-        return Preset(resize=capture.resize, crop=capture.crop)
-    path = Path(config.features.bundle)
-    preset = bundle.load_cnn(path).preset if path.exists() else LECTURE_PRESET
-    return Preset(resize=capture.resize or preset.resize, crop=capture.crop or preset.crop)
-
-
-def with_capture_preset(config: Config) -> Config:
-    """The config with capture.resize/crop resolved, as every process of one pipeline must see them."""
-    preset = capture_preset(config)
-    return replace(config, "capture", resize=preset.resize, crop=preset.crop)
 
 
 @dataclass

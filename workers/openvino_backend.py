@@ -4,23 +4,31 @@ The converted graph takes the uint8 NHWC frames the capture sends, so the whole 
 and the network run in OpenVINO's kernels. bfloat16 where the CPU has AMX or AVX-512 bf16
 (OpenVINO decides from its own capability list), else float32.
 
-Threads: `threads` sets INFERENCE_NUM_THREADS (0: OpenVINO's default, every core). With
-`requests` > 1 the model is compiled for that many parallel streams (throughput mode) and a batch
-is split into that many slices run as asynchronous infer requests at once, each on its own
-core: no barrier between cores inside one layer, which holds up better when other processes
-share the cores; a batch of one still runs on one stream.
+The model is compiled twice, because one compilation cannot be best at both:
+- latency mode: one request using every core (`threads`; 0 = OpenVINO's default). A lone frame
+  comes back fastest this way, so an idle pipeline answers at once.
+- throughput mode with `requests` streams (when > 1): each stream runs its own batch on its own
+  share of the cores, with no barrier between cores inside a layer. Under load the worker keeps
+  that many batches running. A core taken away for a moment by another process (a capture, the
+  LSTM worker) then delays one batch, instead of stalling every core of a shared batch at the
+  next layer; on 2 cores shared with 8 captures this gives ~10% more frames per CPU-second.
+`submit` picks: a partial batch while nothing runs goes to the latency request; a fuller batch,
+or one arriving while others run, to a free throughput request.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections import deque
+from typing import Callable
 
 import numpy as np
 import torch
 
 from models.networks import FeatureExtractor
-from models.presets import Preset, normalize_batch
+from models.normalize import normalize_batch
+from models.presets import Preset
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +42,30 @@ class _FromUint8(torch.nn.Module):
         return self.extractor(normalize_batch(images, self.preset))
 
 
+class _Running:
+    """One batch inside an infer request; `done()` turns true from OpenVINO's completion callback."""
+
+    def __init__(self, request, images: np.ndarray, release: Callable[[], None]):
+        self.request, self.images, self._release = request, images, release  # images: read in place
+        self.finished = False
+
+    def done(self) -> bool:
+        return self.finished
+
+    def wait(self) -> None:
+        self.request.wait()
+
+    def result(self) -> np.ndarray:
+        self.request.wait()  # returns at once when done; raises what the inference raised
+        features = np.array(self.request.get_output_tensor(0).data, dtype=np.float32)  # the request reuses it
+        self.images = None
+        self._release()
+        return features
+
+
 class OpenVinoCpu:
     def __init__(self, extractor: FeatureExtractor, preset: Preset, max_batch: int = 16, reduced: bool = True,
-                 threads: int = 0, requests: int = 1):
+                 threads: int = 0, requests: int = 2):
         import openvino
 
         side = preset.crop
@@ -48,35 +77,72 @@ class OpenVinoCpu:
         core = openvino.Core()
         bf16 = reduced and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         precision = "bf16" if bf16 else "f32"
+        common = {"INFERENCE_PRECISION_HINT": precision} | ({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})
+        latency = core.compile_model(converted, "CPU", common | {"PERFORMANCE_HINT": "LATENCY"})
+        self._call_request = latency.create_infer_request()  # for __call__
+        self._lone_request = latency.create_infer_request()  # for submit, when nothing else runs
+        self._lone_busy = False
+        self.threads = int(latency.get_property("INFERENCE_NUM_THREADS"))
         self.requests = max(1, int(requests))
-        properties = {"INFERENCE_PRECISION_HINT": precision}
+        self._idle: deque[int] = deque()
+        self._throughput_requests = []
         if self.requests > 1:
-            properties |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.requests}
+            throughput = core.compile_model(converted, "CPU", common | {"PERFORMANCE_HINT": "THROUGHPUT",
+                                                                       "NUM_STREAMS": self.requests})
+            self._throughput_requests = [throughput.create_infer_request() for _ in range(self.requests)]
+            self._idle.extend(range(self.requests))
+            streams = int(throughput.get_property("NUM_STREAMS"))
+            log.info("OpenVINO compiled for CPU: precision %s; latency mode with %d threads for lone batches, "
+                     "throughput mode with %d streams of %d thread(s) under load", precision, self.threads, streams,
+                     int(throughput.get_property("INFERENCE_NUM_THREADS")) // max(1, streams))
         else:
-            properties |= {"PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            properties["INFERENCE_NUM_THREADS"] = int(threads)
-        self._compiled = core.compile_model(converted, "CPU", properties)
-        self._request = self._compiled.create_infer_request()
-        self._parallel = [self._compiled.create_infer_request() for _ in range(self.requests)] \
-            if self.requests > 1 else []
-        self.threads = int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
-        streams = int(self._compiled.get_property("NUM_STREAMS"))
-        self.name = f"openvino-cpu-{precision}" + (f"-{streams}streams" if self.requests > 1 else "")
-        log.info("OpenVINO compiled for CPU: precision %s, %d inference threads, %d stream(s), %s hint",
-                 precision, self.threads, streams, properties["PERFORMANCE_HINT"])
+            log.info("OpenVINO compiled for CPU: precision %s, latency mode, %d threads, one batch at a time",
+                     precision, self.threads)
+        self.depth = self.requests
+        self._running: dict[int, _Running] = {}
+        self._wake: dict[int, Callable[[], None] | None] = {}
+        self._lone_threshold = max(2, max_batch // 2)  # batches smaller than this, when idle: latency mode
+        for index, request in enumerate([self._lone_request, *self._throughput_requests]):
+            request.set_callback(self._completed, index)
+        self.name = f"openvino-cpu-{precision}"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
+        # share_inputs: the request reads the caller's batch in place (no copy; we wait for it);
+        # the output is copied out of the request's memory, which the next call reuses.
+        result = self._call_request.infer([np.ascontiguousarray(images)], share_inputs=True, share_outputs=False)
+        return np.asarray(result[0], dtype=np.float32)
+
+    def has_room(self) -> bool:
+        """Whether `submit` can start a batch now (the lone request uses every core: nothing beside it)."""
+        if self._lone_busy:
+            return False
+        return bool(self._idle) if self._throughput_requests else True
+
+    def submit(self, images: np.ndarray, wake: Callable[[], None] | None = None) -> _Running:
+        """Start `images` without waiting; `wake()` is called from OpenVINO's thread when it is done."""
+        if not self.has_room():
+            raise RuntimeError("submit() while every infer request is busy: check has_room() first")
         images = np.ascontiguousarray(images)
-        if not self._parallel or len(images) < 2:
-            # share_inputs: the request reads the caller's batch in place (no copy; we wait for it);
-            # the output is copied out of the request's memory, which the next call reuses.
-            result = self._request.infer([images], share_inputs=True, share_outputs=False)
-            return np.asarray(result[0], dtype=np.float32)
-        slices = np.array_split(images, min(len(self._parallel), len(images)))
-        used = self._parallel[:len(slices)]
-        for request, part in zip(used, slices):
-            request.start_async([part])
-        for request in used:
-            request.wait()
-        return np.concatenate([np.asarray(request.get_output_tensor(0).data, dtype=np.float32) for request in used])
+        everything_idle = len(self._idle) == len(self._throughput_requests)
+        if not self._throughput_requests or (everything_idle and len(images) < self._lone_threshold):
+            index, request = 0, self._lone_request
+            self._lone_busy = True
+            release = self._release_lone
+        else:
+            slot = self._idle.popleft()
+            index, request = slot + 1, self._throughput_requests[slot]
+            release = lambda: self._idle.append(slot)  # noqa: E731
+        running = _Running(request, images, release)
+        self._running[index], self._wake[index] = running, wake
+        request.start_async([images], share_inputs=True)
+        return running
+
+    def _release_lone(self) -> None:
+        self._lone_busy = False
+
+    def _completed(self, index: int) -> None:
+        # OpenVINO's thread: mark the batch done, then wake the worker's poll loop.
+        self._running[index].finished = True
+        wake = self._wake[index]
+        if wake is not None:
+            wake()
