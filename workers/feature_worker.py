@@ -38,6 +38,8 @@ from workers.loading import load_extractor
 
 log = logging.getLogger("features")
 
+HELD_BATCHES_PER_REQUEST = 4  # batches done but waiting for an older one, per batch the backend runs at once
+
 
 class FeatureWorker:
     def __init__(self, config: Config, name: str):
@@ -56,8 +58,11 @@ class FeatureWorker:
         config = self.config
         context = zmq.Context()
         frames_in = bind_frames_socket(context, config)
+        # Room for every feature that can leave at once (all held batches, when the oldest completes),
+        # twice over: a burst must not find the queue full while this process's I/O thread waits for a core.
+        burst = HELD_BATCHES_PER_REQUEST * self.backend.depth * config.features.max_batch
         features_out = make_socket(context, zmq.PUSH, config.endpoints.features, bind=False,
-                                   security=config.security, hwm=max(64, 4 * config.features.max_batch))
+                                   security=config.security, hwm=max(64, 2 * burst))
         poller = zmq.Poller()
         done_reader, done_writer = os.pipe()  # the backend's callback writes a byte when a batch is done
         for fd in (done_reader, done_writer):
@@ -77,7 +82,7 @@ class FeatureWorker:
         try:
             while not stop:
                 # The backend says when a request is free; the cap only bounds batches done but held for order.
-                taking = len(in_flight) < 4 * self.backend.depth and self.backend.has_room()
+                taking = len(in_flight) < HELD_BATCHES_PER_REQUEST * self.backend.depth and self.backend.has_room()
                 # Frames are only watched while a batch could start: else they wait in the socket.
                 poller.register(frames_in, zmq.POLLIN if taking else 0)
                 events = dict(poller.poll(100))
