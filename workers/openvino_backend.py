@@ -93,8 +93,8 @@ class OpenVinoCpu:
             self._idle.extend(range(self.requests))
             streams = int(throughput.get_property("NUM_STREAMS"))
             log.info("OpenVINO compiled for CPU: precision %s; latency mode with %d threads for lone batches, "
-                     "throughput mode with %d streams of %d thread(s) under load", precision, self.threads, streams,
-                     int(throughput.get_property("INFERENCE_NUM_THREADS")) // max(1, streams))
+                     "throughput mode with %d streams on %d thread(s) in all under load", precision, self.threads,
+                     streams, int(throughput.get_property("INFERENCE_NUM_THREADS")))
         else:
             log.info("OpenVINO compiled for CPU: precision %s, latency mode, %d threads, one batch at a time",
                      precision, self.threads)
