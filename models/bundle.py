@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from configs.settings import ActionableError
+from models.files import write_atomically
 from models.networks import FEATURE_DIM, FrameCNN, SequenceLSTM
 from models.presets import Preset
 
@@ -106,11 +107,7 @@ def model_id(path: Path) -> str:
 
 
 def _save(path: Path, payload: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # atomic: a worker never loads a half-written checkpoint
+    write_atomically(path, lambda temporary: torch.save(payload, temporary))  # never half a checkpoint
 
 
 def _read(path: Path, *parts: str) -> dict:

@@ -17,8 +17,6 @@ Everything goes to <work_dir>/evaluation.json and the confusion PNG beside it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from rich.table import Table
 
 from configs.settings import Config, add_config_arguments, from_args
 from models import bundle
+from models.files import write_json_atomically
 from models.frames import FramesError
 from models.sequence_inputs import StreamInputs, checkpoint_inputs, sequence_inputs
 from models.train_cnn import cnn_path
@@ -158,10 +157,7 @@ def evaluate(config: Config, console: Console | None = None, streams: int = DEFA
     png = save_confusion_png(work_dir / "confusion.png", classes, frame_confusion, window_confusion)
     results["confusion_png"] = str(png)
     results["seconds"] = time.perf_counter() - started
-    path = work_dir / "evaluation.json"
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(temporary, path)
+    path = write_json_atomically(work_dir / "evaluation.json", results, indent=1)
 
     console.print(summary_table(results))
     console.print(per_class_table(results))

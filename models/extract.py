@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from configs.settings import Config, add_config_arguments, from_args
 from models import bundle
+from models.files import write_atomically
 from models.frames import FramesError, PreparedVideo, VideoDataset, prepared_videos
 from models.networks import FEATURE_DIM, FeatureExtractor
 from models.normalize import normalize_batch
@@ -136,10 +136,7 @@ def _sha256(path: Path) -> str:
 
 
 def _save_tensor(path: Path, tensor: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(tensor.contiguous(), temporary)
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: torch.save(tensor.contiguous(), temporary))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

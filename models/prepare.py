@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from configs.settings import Config, add_config_arguments, from_args
 from models import ucf101
+from models.files import write_json_atomically
 from models.frames import MANIFEST_FORMAT, frame_name, frames_dir, manifest_path
 
 JPEG_QUALITY = 95
@@ -160,10 +160,7 @@ def _read_old_manifest(path: Path) -> dict:
 
 
 def _write_manifest(path: Path, manifest: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    write_json_atomically(path, manifest, indent=1, sort_keys=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -81,9 +81,13 @@ def capture_preset(config: "Config") -> Preset:
 def with_capture_preset(config: "Config") -> "Config":
     """The config with capture.resize/crop resolved, as every process of one pipeline must see them.
 
-    `run.py up` resolves it once, so its capture processes never load the bundle (nor torch).
+    `run.py up` and the bench resolve it once, so their captures never load the bundle (nor torch).
+    An unreadable bundle leaves the config as it is: the supervisor's preflight names the problem.
     """
-    from configs.settings import replace
+    from configs.settings import ActionableError, replace
 
-    preset = capture_preset(config)
+    try:
+        preset = capture_preset(config)
+    except ActionableError:  # models.bundle.BundleError, without importing torch to name it
+        return config
     return replace(config, "capture", resize=preset.resize, crop=preset.crop)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import pathlib
 import sys
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from configs.settings import ActionableError
+from models.files import write_json_atomically
 from streamer.synthetic import ACTIVITIES, render_clip
 
 VIDEO_DIR = "UCF-101"
@@ -115,7 +115,7 @@ def write_synthetic_set(
             _write_video(root / VIDEO_DIR / planned.relative_path, frames, fps)
             advance()
     _write_split_lists(root / SPLIT_DIR, layout, groups)
-    _write_json_atomically(root / MARKER_FILE, parameters)
+    write_json_atomically(root / MARKER_FILE, parameters, indent=2)
     return root
 
 
@@ -210,12 +210,6 @@ def _write_split_lists(split_dir: pathlib.Path, layout: list[PlannedClip], group
 
 def _write_lines(path: pathlib.Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines))
-
-
-def _write_json_atomically(path: pathlib.Path, payload: dict[str, object]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(temporary, path)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ default artifacts/bundle.pt, what the live workers load).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from configs.settings import DEFAULT_BUNDLE, Config, add_config_arguments, from_args
 from models import bundle
 from models.extract import feature_path, load_features
+from models.files import write_atomically
 from models.frames import FramesError, prepared_videos
 from models.networks import SequenceLSTM
 from models.sequence_inputs import check_kind, sequence_inputs
@@ -162,10 +162,7 @@ def train_lstm(config: Config, bundle_out: Path | None = Path(DEFAULT_BUNDLE), c
 
 
 def _copy_atomically(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)  # a worker reloading the bundle never sees half a file
+    write_atomically(target, lambda temporary: shutil.copyfile(source, temporary))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,13 +9,13 @@ history as JSON.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from models.files import write_json_atomically
 
 MAX_PRINTED_ROWS = 40  # longer runs print every k-th epoch (plus bests and the last)
 _COLUMNS = (("epoch", 7), ("train loss", 10), ("train acc", 9), ("test loss", 9), ("test acc", 8),
@@ -103,10 +103,7 @@ class TrainingReport:
         save_curves(self.results, self.curves_path, self.title)
         payload = {"title": self.title, "epochs": [asdict(r) for r in self.results],
                    "best": asdict(self.best) if self.best else None, **(extra or {})}
-        self.history_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.history_path.with_name(self.history_path.name + ".tmp")
-        temporary.write_text(json.dumps(payload, indent=1) + "\n")
-        os.replace(temporary, self.history_path)
+        write_json_atomically(self.history_path, payload, indent=1)
         if self.best:
             self.console.print(f"{self.title}: best epoch {self.best.epoch} with test accuracy "
                                f"{100 * self.best.test_accuracy:.1f}% (loss {self.best.test_loss:.4f}); "

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import platform
-import socket
 import sys
 import threading
 import time
@@ -46,7 +45,7 @@ from rich.table import Table
 from configs.settings import Config, Endpoints, add_config_arguments, config_to_toml, from_args, replace
 from streamer import wire
 from streamer.logs import setup_logging
-from streamer.sockets import StopFlag, make_socket
+from streamer.sockets import StopFlag, free_port, make_socket
 from streamer.subscriber import is_settled
 
 log = logging.getLogger("bench")
@@ -394,12 +393,6 @@ def machine_busy_seconds() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def bench_config(config: Config, fps: float) -> Config:
     """The config the pipeline runs with: the capture rate asked for, counters twice a second.
 
@@ -411,13 +404,9 @@ def bench_config(config: Config, fps: float) -> Config:
         workers = config.supervisor.feature_workers
         config = replace(config, "endpoints", frames=",".join(f"tcp://127.0.0.1:{free_port()}" for _ in range(workers)),
                          features=f"tcp://127.0.0.1:{free_port()}", labels=f"tcp://127.0.0.1:{free_port()}")
-    from models.bundle import BundleError
     from models.presets import with_capture_preset
 
-    try:
-        config = with_capture_preset(config)
-    except BundleError:
-        pass  # preflight reports it
+    config = with_capture_preset(config)
     config = replace(config, "capture", fps=float(fps), stats_interval_s=STATS_INTERVAL_S)
     config = replace(config, "features", stats_interval_s=STATS_INTERVAL_S)
     return replace(config, "lstm", stats_interval_s=STATS_INTERVAL_S)

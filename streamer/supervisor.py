@@ -333,13 +333,9 @@ def shutdown(children: list[Child], grace_s: float = 5.0) -> None:
 def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopFlag | None = None) -> int:
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
     sources = sources or ["synthetic"]
-    from models.bundle import BundleError  # imports torch: the bundle decides the capture's crop
     from models.presets import with_capture_preset
 
-    try:
-        config = with_capture_preset(config)  # children get the resolved crop, so all agree on it
-    except BundleError:
-        pass  # preflight names the unreadable bundle
+    config = with_capture_preset(config)  # children get the resolved crop, so all agree on it
     preflight(config, sources)  # raises ConfigError before anything is written or started
     log_dir = Path(config.supervisor.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,10 @@ def load_sequence_model(config: Config) -> LoadedSequenceModel:
     path = Path(config.lstm.bundle)
     if path.exists():
         checkpoint = bundle.load_lstm(path)
-        model_id = bundle.model_id(path) if _is_bundle(path) else f"lstm:{path.name}"
+        try:
+            model_id = bundle.model_id(path)
+        except bundle.BundleError:  # an lstm.pt checkpoint, not a joined bundle: no model id of its own
+            model_id = f"lstm:{path.name}"
         log.info("LSTM weights: trained bundle %s (model %s, hidden %d x %d layers, window %d)", path, model_id,
                  checkpoint.hidden, checkpoint.layers, checkpoint.window)
         return LoadedSequenceModel(checkpoint.model.eval(), checkpoint.classes, checkpoint.window, model_id,
@@ -83,10 +86,3 @@ def load_sequence_model(config: Config) -> LoadedSequenceModel:
     return LoadedSequenceModel(model.eval(), list(ACTIVITIES), config.lstm.random_window,
                                f"random-seed{RANDOM_SEED}", "random")
 
-
-def _is_bundle(path: Path) -> bool:
-    try:
-        bundle.model_id(path)
-        return True
-    except bundle.BundleError:
-        return False

@@ -45,8 +45,9 @@ class _FromUint8(torch.nn.Module):
 class _Running:
     """One batch inside an infer request; `done()` turns true from OpenVINO's completion callback."""
 
-    def __init__(self, request, images: np.ndarray, release: Callable[[], None]):
+    def __init__(self, request, images: np.ndarray, release: Callable[[], None], wake: Callable[[], None] | None):
         self.request, self.images, self._release = request, images, release  # images: read in place
+        self.wake = wake
         self.finished = False
 
     def done(self) -> bool:
@@ -83,14 +84,14 @@ class OpenVinoCpu:
         self._lone_request = latency.create_infer_request()  # for submit, when nothing else runs
         self._lone_busy = False
         self.threads = int(latency.get_property("INFERENCE_NUM_THREADS"))
-        self.requests = max(1, int(requests))
+        self.depth = max(1, int(requests))  # batches running at once under load
         self._idle: deque[int] = deque()
         self._throughput_requests = []
-        if self.requests > 1:
+        if self.depth > 1:
             throughput = core.compile_model(converted, "CPU", common | {"PERFORMANCE_HINT": "THROUGHPUT",
-                                                                       "NUM_STREAMS": self.requests})
-            self._throughput_requests = [throughput.create_infer_request() for _ in range(self.requests)]
-            self._idle.extend(range(self.requests))
+                                                                       "NUM_STREAMS": self.depth})
+            self._throughput_requests = [throughput.create_infer_request() for _ in range(self.depth)]
+            self._idle.extend(range(self.depth))
             streams = int(throughput.get_property("NUM_STREAMS"))
             log.info("OpenVINO compiled for CPU: precision %s; latency mode with %d threads for lone batches, "
                      "throughput mode with %d streams on %d thread(s) in all under load", precision, self.threads,
@@ -98,9 +99,7 @@ class OpenVinoCpu:
         else:
             log.info("OpenVINO compiled for CPU: precision %s, latency mode, %d threads, one batch at a time",
                      precision, self.threads)
-        self.depth = self.requests
-        self._running: dict[int, _Running] = {}
-        self._wake: dict[int, Callable[[], None] | None] = {}
+        self._running: dict[int, _Running] = {}  # request index (0: the lone request) -> its batch
         self._lone_threshold = max(2, max_batch // 2)  # batches smaller than this, when idle: latency mode
         for index, request in enumerate([self._lone_request, *self._throughput_requests]):
             request.set_callback(self._completed, index)
@@ -132,8 +131,7 @@ class OpenVinoCpu:
             slot = self._idle.popleft()
             index, request = slot + 1, self._throughput_requests[slot]
             release = lambda: self._idle.append(slot)  # noqa: E731
-        running = _Running(request, images, release)
-        self._running[index], self._wake[index] = running, wake
+        running = self._running[index] = _Running(request, images, release, wake)
         request.start_async([images], share_inputs=True)
         return running
 
@@ -142,7 +140,7 @@ class OpenVinoCpu:
 
     def _completed(self, index: int) -> None:
         # OpenVINO's thread: mark the batch done, then wake the worker's poll loop.
-        self._running[index].finished = True
-        wake = self._wake[index]
-        if wake is not None:
-            wake()
+        running = self._running[index]
+        running.finished = True
+        if running.wake is not None:
+            running.wake()

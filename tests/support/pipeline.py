@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import zmq
 
 from configs.settings import Security
 from streamer import wire
-from streamer.sockets import make_socket
+from streamer.sockets import free_port, make_socket
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_PY = ROOT / "run.py"
@@ -36,12 +35,6 @@ FAST = ["capture.crop=64", "capture.resize=72", "capture.fps=8", "features.backe
         "lstm.random_window=8", "capture.stats_interval_s=0.5", "features.stats_interval_s=0.5",
         "lstm.stats_interval_s=0.5", "supervisor.stats_interval_s=0.5", "features.bundle=absent.pt",
         "lstm.bundle=absent.pt"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def free_endpoints() -> dict[str, str]:
