@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from configs.settings import ActionableError
+from streamer.lifetime import stop_with_supervisor
 
 # subcommand -> (module, one-line help). Modules are imported only when their subcommand runs,
 # so `run.py subscribe` never pays for importing torch.
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:
             importlib.import_module(module_name).add_arguments(sub)
     args = parser.parse_args(argv)
+    stop_with_supervisor()  # a child of `run.py up` must not outlive it
     try:
         return int(importlib.import_module(args.module).main(args) or 0)
     except ActionableError as error:

@@ -135,3 +135,40 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def bind_problem(endpoint: str) -> str | None:
+    """Why `endpoint` cannot be bound now (another process holds it), or None when it can.
+
+    The probe must never be reachable. A ZeroMQ socket bound as a probe accepts connections, and a
+    peer of the wrong kind that reaches it (a dashboard's SUB meeting the probe) fails its
+    handshake; ZeroMQ treats that as a protocol error and never retries the connection, so the
+    dashboard would stay deaf once the real publisher binds. So TCP is probed with a plain socket
+    that binds but never listens, and IPC by connecting (binding would take the path over).
+    """
+    parsed = urlparse(endpoint)
+    if parsed.scheme == "ipc":
+        return _ipc_problem(endpoint[len("ipc://"):])
+    if parsed.scheme != "tcp":
+        return None  # inproc lives inside one process: no other process can hold it
+    host = parsed.hostname
+    try:
+        found = socket.getaddrinfo(None if host in (None, "*") else host, parsed.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, ValueError):
+        return None  # an interface name (tcp://eth0:5555), which only ZeroMQ resolves: the bind will tell
+    family, kind, protocol, _, address = found[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as ZeroMQ binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
+
+
+def _ipc_problem(path: str) -> str | None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        if probe.connect_ex(path) == 0:
+            return "a process is listening on this path"
+    return None

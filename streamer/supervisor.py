@@ -29,8 +29,9 @@ import zmq
 
 from configs.settings import Config, ConfigError, add_config_arguments, config_to_toml, from_args
 from streamer import wire
+from streamer.lifetime import supervised_environment
 from streamer.logs import setup_logging
-from streamer.sockets import StopFlag, make_socket, split_endpoints, warn_if_exposed
+from streamer.sockets import StopFlag, bind_problem, make_socket, split_endpoints, warn_if_exposed
 from streamer.sources import SourceError, check_source
 
 log = logging.getLogger("up")
@@ -57,8 +58,9 @@ class Child:
     def start(self) -> None:
         if self.log_file is None:
             self.log_file = open(self.log_path, "ab", buffering=0)
+        # Its own session: our Ctrl-C is handled here, not by children. They still stop if we die.
         self.process = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # our Ctrl-C is handled here, not by children
+                                        start_new_session=True, env=supervised_environment())
         self.started_at = time.monotonic()
 
     def exit_code(self) -> int | None:
@@ -188,21 +190,12 @@ def check_endpoints(config: Config) -> list[str]:
         frames = []  # already reported by plan()
     bound = [("endpoints.frames", e) for e in frames] + [("endpoints.features", config.endpoints.features),
                                                           ("endpoints.labels", config.endpoints.labels)]
-    context = zmq.Context()
-    try:
-        for name, endpoint in bound:
-            warn_if_exposed(endpoint, config.security)
-            probe = context.socket(zmq.PULL)
-            probe.linger = 0
-            try:
-                probe.bind(endpoint)
-            except zmq.ZMQError as error:
-                problems.append(f"{name}: cannot bind {endpoint} ({error}); is another pipeline running? Stop it or "
-                                f"pick another port with --set {name}=tcp://127.0.0.1:PORT")
-            finally:
-                probe.close()
-    finally:
-        context.term()
+    for name, endpoint in bound:
+        warn_if_exposed(endpoint, config.security)
+        problem = bind_problem(endpoint)
+        if problem is not None:
+            problems.append(f"{name}: cannot bind {endpoint} ({problem}); is another pipeline running? Stop it or "
+                            f"pick another port with --set {name}=tcp://127.0.0.1:PORT")
     return problems
 
 

@@ -11,16 +11,19 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
+import zmq
 
 from configs.settings import ConfigError, load_config
 from models import bundle
 from models.networks import FrameCNN, SequenceLSTM
 from models.presets import Preset
+from streamer.sockets import bind_problem
 from streamer.supervisor import run_up
 from tests.support.pipeline import RUN_PY, free_endpoints
 
@@ -160,3 +163,60 @@ def test_a_port_already_taken_is_named(tmp_path):
     assert f"endpoints.labels: cannot bind tcp://127.0.0.1:{port}" in message
     assert "--set endpoints.labels=" in message
 
+
+
+def test_a_port_held_by_a_running_publisher_is_named():
+    context = zmq.Context()
+    publisher = context.socket(zmq.PUB)
+    try:
+        port = publisher.bind_to_random_port("tcp://127.0.0.1")
+        assert "in use" in bind_problem(f"tcp://127.0.0.1:{port}")
+    finally:
+        publisher.close(linger=0)
+        context.term()
+    assert bind_problem(f"tcp://127.0.0.1:{port}") is None  # and free again once it is gone
+
+
+def test_the_port_check_never_accepts_a_connection():
+    """A dashboard that connects before `up` starts must never meet the port check: ZeroMQ gives up
+    for good on a connection whose handshake met the wrong kind of socket, so it would stay deaf."""
+    endpoint = free_endpoints()["labels"]
+    port = int(endpoint.rsplit(":", 1)[1])
+    accepted = 0
+    probing = True
+
+    def knock() -> None:
+        nonlocal accepted
+        while probing:
+            with socket.socket() as client:
+                accepted += client.connect_ex(("127.0.0.1", port)) == 0
+
+    knocker = threading.Thread(target=knock)
+    knocker.start()
+    try:
+        for _ in range(300):
+            assert bind_problem(endpoint) is None
+    finally:
+        probing = False
+        knocker.join()
+    assert accepted == 0, f"{accepted} connections reached the port check"
+
+
+def test_an_ipc_path_in_use_is_named_and_left_to_its_owner(tmp_path):
+    endpoint = f"ipc://{tmp_path / 'labels.sock'}"
+    context = zmq.Context()
+    publisher, subscriber = context.socket(zmq.PUB), context.socket(zmq.SUB)
+    try:
+        publisher.bind(endpoint)
+        assert bind_problem(endpoint) == "a process is listening on this path"
+        subscriber.setsockopt(zmq.SUBSCRIBE, b"")
+        subscriber.connect(endpoint)  # the path still reaches the publisher after the check
+        deadline = time.monotonic() + 10
+        while not subscriber.poll(50) and time.monotonic() < deadline:
+            publisher.send(b"still mine")
+        assert subscriber.recv(zmq.NOBLOCK) == b"still mine"
+    finally:
+        publisher.close(linger=0)
+        subscriber.close(linger=0)
+        context.term()
+    assert bind_problem(endpoint) is None  # a stale socket file left behind does not count

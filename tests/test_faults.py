@@ -13,13 +13,14 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from configs.settings import load_config
 from streamer.capture import LatestSlot, Reader
-from streamer.sockets import StopFlag
+from streamer.sockets import StopFlag, bind_problem
 from streamer.sources import SourceFrame
 from streamer.supervisor import CONFIG_ERROR, Child, supervise
 from tests.support.pipeline import Listener, Pipeline, is_label, is_stats
@@ -43,7 +44,7 @@ def test_killed_processes_are_restarted_labels_resume_and_nothing_piles_up(tmp_p
             Listener(pipeline.endpoints["labels"]) as listener:
         for stream in streams:
             listener.wait_for(is_label(stream, warming=False), 120, f"first warm label of {stream}", since=0,
-                              alive=pipeline.assert_running)
+                              pipeline=pipeline)
         for number, child in enumerate(("features:0", "lstm", "capture:cam0"), start=1):
             old = pipeline.pid(child)
             t_kill, wall_kill = time.monotonic(), time.time()
@@ -52,7 +53,7 @@ def test_killed_processes_are_restarted_labels_resume_and_nothing_piles_up(tmp_p
             # Labels resume on both streams, of frames captured after the kill.
             resumed = [listener.wait_for(lambda m, s=stream: is_label(s)(m) and m.t_capture > wall_kill, 90,
                                          f"{stream} label after {child} was killed", since=t_restarted,
-                                         alive=pipeline.assert_running) for stream in streams]
+                                         pipeline=pipeline) for stream in streams]
             figures[child] = (t_restarted - t_kill, max(item.at for item in resumed) - t_kill)
             assert f"{child} died (killed by SIGKILL)" in pipeline.log()
             stats = listener.wait_for(is_stats("supervisor", lambda c, n=number: c["restarts"] == n), 10,
@@ -64,6 +65,35 @@ def test_killed_processes_are_restarted_labels_resume_and_nothing_piles_up(tmp_p
         assert after and after[0].message.warming and after[0].message.frames_in_window == 1
     for child, (restart_s, resume_s) in figures.items():
         print(f"\n{child}: restarted {restart_s:.2f} s after SIGKILL, labels on every stream {resume_s:.1f} s after")
+
+
+def test_when_up_itself_is_killed_its_children_stop_and_free_the_ports(tmp_path):
+    with Pipeline(tmp_path, ["synthetic"]) as pipeline, Listener(pipeline.endpoints["labels"]) as listener:
+        listener.wait_for(is_label("cam0"), 120, "first label", since=0, pipeline=pipeline)
+        children = {name: pipeline.pid(name) for name in ("lstm", "features:0", "capture:cam0")}
+        os.kill(pipeline.process.pid, signal.SIGKILL)  # no shutdown path runs in up
+        pipeline.process.wait()
+        killed = time.monotonic()
+        deadline = killed + 20
+        while time.monotonic() < deadline and any(is_running(pid) for pid in children.values()):
+            time.sleep(0.1)
+        left = [name for name, pid in children.items() if is_running(pid)]
+        for pid in children.values():
+            if is_running(pid):
+                os.kill(pid, signal.SIGKILL)
+        assert not left, f"{left} outlived run.py up"
+        print(f"\nevery child of up gone {time.monotonic() - killed:.2f} s after up was killed")
+        for endpoint in pipeline.endpoints.values():  # a new `up` could start on the same ports
+            assert bind_problem(endpoint) is None, endpoint
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by init, maybe later)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
 
 
 def check_nothing_piled_up(listener: Listener, child: str, wall_kill: float, t_restarted: float) -> None:

@@ -46,7 +46,7 @@ def live(tmp_path_factory):
                   [f"security.max_message_bytes={MAX_MESSAGE}"]) as pipeline, \
             Listener(pipeline.endpoints["labels"]) as listener:
         listener.wait_for(is_label("good", warming=False), 120, "warm label of the good stream", since=0,
-                          alive=pipeline.assert_running)
+                          pipeline=pipeline)
         yield pipeline, listener
 
 

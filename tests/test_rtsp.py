@@ -40,14 +40,14 @@ def live(camera, tmp_path_factory):
     with Pipeline(tmp_path_factory.mktemp("up"), [f"cam={camera.url}", "syn=synthetic"], sets) as pipeline:
         with Listener(pipeline.endpoints["labels"]) as listener:
             listener.wait_for(is_label("cam", warming=False), 120, "warm label from the RTSP camera",
-                              since=0, alive=pipeline.assert_running)
+                              since=0, pipeline=pipeline)
             yield pipeline, listener
 
 
 def ensure_camera_flowing(camera: RtspCamera, pipeline: Pipeline, listener: Listener) -> None:
     if camera.process is None or camera.process.poll() is not None:
         camera.start()
-    listener.wait_for(is_label("cam", warming=False), 30, "warm label from the RTSP camera", alive=pipeline.assert_running)
+    listener.wait_for(is_label("cam", warming=False), 30, "warm label from the RTSP camera", pipeline=pipeline)
 
 
 def assert_unaffected(listener: Listener, stream: str, since: float, until: float) -> None:

@@ -123,7 +123,7 @@ def test_curve_lets_in_allowed_keys_only(tmp_path):
             plain.connect(labels)
             for sub in (spy, plain):
                 sub.setsockopt(zmq.SUBSCRIBE, b"")
-            listener.wait_for(is_label("good"), 120, "label through CURVE", since=0, alive=pipeline.assert_running)
+            listener.wait_for(is_label("good"), 120, "label through CURVE", since=0, pipeline=pipeline)
             # Every process (captures, workers, the supervisor) got in with the allowed client key.
             listener.wait_for(is_stats("supervisor"), 10, "supervisor stats through CURVE", since=0)
 

@@ -116,6 +116,12 @@ class Pipeline:
         if self.process.poll() is not None:
             pytest.fail(f"run.py up exited with {self.process.returncode}:\n{self.log()}")
 
+    def log_tails(self, lines: int = 20) -> str:
+        """The end of `run.py up`'s log and of every child's, for a failure message."""
+        paths = [self.up_log] + sorted(self.log_dir.glob("*.log"))
+        return "\n".join(f"--- {path.name}:\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+                         for path in paths if path.exists())
+
 
 @dataclass
 class Received:
@@ -174,9 +180,10 @@ class Listener:
                 self.stats[message.process] = message.counters
 
     def wait_for(self, predicate: Callable[[wire.Message], bool], timeout_s: float, what: str,
-                 since: float | None = None, alive: Callable[[], None] | None = None) -> Received:
+                 since: float | None = None, pipeline: Pipeline | None = None) -> Received:
         """The first message after `since` (monotonic; default: now) that satisfies `predicate`,
-        or a test failure after `timeout_s` naming `what`."""
+        or a test failure after `timeout_s` naming `what`. With `pipeline`, the test also fails as
+        soon as `run.py up` exits, and a timeout shows the end of its logs."""
         since = time.monotonic() if since is None else since
         deadline = time.monotonic() + timeout_s
         while True:
@@ -184,9 +191,10 @@ class Listener:
                 if item.at >= since and predicate(item.message):
                     return item
             if time.monotonic() >= deadline:
-                pytest.fail(f"no {what} within {timeout_s:.0f} s; last stats: {self.stats}")
-            if alive is not None:
-                alive()
+                logs = f"\n{pipeline.log_tails()}" if pipeline is not None else ""
+                pytest.fail(f"no {what} within {timeout_s:.0f} s; last stats: {self.stats}{logs}")
+            if pipeline is not None:
+                pipeline.assert_running()
             self.pump(0.2)
 
     def labels(self, stream: str, since: float = 0.0, until: float = float("inf")) -> list[Received]:
