@@ -27,6 +27,7 @@ import torch
 from configs.settings import Config, LstmRecipe
 from models.networks import FEATURE_DIM, SequenceLSTM
 from models.presets import Preset, geometric
+from streamer.percentiles import percentiles
 
 
 def synthetic_frames(count: int, seed: int = 0, segment_frames: int = 40) -> list[tuple[np.ndarray, str]]:
@@ -35,14 +36,6 @@ def synthetic_frames(count: int, seed: int = 0, segment_frames: int = 40) -> lis
 
     camera = SyntheticCamera(seed=seed, segment_frames=segment_frames)
     return [camera.next_frame()[:2] for _ in range(count)]
-
-
-def _percentiles(values_ms: list[float]) -> dict[str, float]:
-    array = np.asarray(values_ms, dtype=np.float64)
-    if array.size == 0:
-        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
-    return {"p50": float(np.percentile(array, 50)), "p90": float(np.percentile(array, 90)),
-            "p99": float(np.percentile(array, 99)), "max": float(array.max()), "mean": float(array.mean())}
 
 
 def _fresh_extractor(config: Config):
@@ -128,7 +121,7 @@ def _lecture_loop(config: Config, seconds: float, warmup_frames: int) -> dict:
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     return {"frames": measured, "seconds": elapsed, "frames_per_s": measured / elapsed,
             "cpu_percent": 100 * cpu / elapsed, "frames_per_cpu_s": measured / cpu if cpu > 0 else 0.0,
-            "latency_ms": _percentiles(latencies), "threads": torch.get_num_threads(), "window": window,
+            "latency_ms": percentiles(latencies), "threads": torch.get_num_threads(), "window": window,
             "loadavg": list(os.getloadavg())}
 
 
@@ -152,7 +145,7 @@ def time_backend(backend, images: np.ndarray, seconds: float, warmup: int = 3) -
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     frames = len(calls) * len(images)
     # frames per CPU-second: what a core delivers, whatever share of the cores other jobs left us
-    return {"batch": len(images), "frames_per_s": frames / elapsed, "call_ms": _percentiles(calls),
+    return {"batch": len(images), "frames_per_s": frames / elapsed, "call_ms": percentiles(calls),
             "cpu_percent": 100 * cpu / elapsed, "frames_per_cpu_s": frames / cpu if cpu > 0 else 0.0}
 
 
@@ -178,7 +171,7 @@ def time_backend_pipelined(backend, images: np.ndarray, seconds: float, warmup: 
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     frames = (len(calls) + len(running)) * len(images)
     return {"batch": len(images), "in_flight": backend.depth, "frames_per_s": frames / elapsed,
-            "call_ms": _percentiles(calls), "cpu_percent": 100 * cpu / elapsed,
+            "call_ms": percentiles(calls), "cpu_percent": 100 * cpu / elapsed,
             "frames_per_cpu_s": frames / cpu if cpu > 0 else 0.0}
 
 

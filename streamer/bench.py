@@ -42,11 +42,12 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from configs.settings import Config, Endpoints, add_config_arguments, config_to_toml, from_args, replace
+from configs.settings import Config, Endpoints, add_config_arguments, from_args, replace
 from streamer import wire
 from streamer.logs import setup_logging
+from streamer.percentiles import percentiles
 from streamer.sockets import StopFlag, free_port, make_socket
-from streamer.subscriber import is_settled
+from streamer.subscriber import is_settled, received_messages
 
 log = logging.getLogger("bench")
 
@@ -115,14 +116,6 @@ class Recorder:
 
     def add_stats(self, stats: wire.Stats) -> None:
         self.stats[stats.process].append((stats.t, stats.counters))
-
-
-def percentiles(values: np.ndarray) -> dict[str, float]:
-    if values.size == 0:
-        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0, "mean": 0.0}
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(values.max()),
-            "mean": float(values.mean())}
 
 
 def _counter_delta(history: list[tuple[float, dict]], names: tuple[str, ...], t_start: float,
@@ -224,7 +217,8 @@ def summarize(recorder: Recorder, t_start: float, t_end: float) -> dict:
     by_tenth = []
     for k in range(10):
         inside = rows[(rows[:, 1] >= t_start + k * tenth) & (rows[:, 1] < t_start + (k + 1) * tenth)][:, 2]
-        by_tenth.append({"p50": percentiles(inside)["p50"], "p99": percentiles(inside)["p99"], "labels": int(inside.size)})
+        spread = percentiles(inside)
+        by_tenth.append({"p50": spread["p50"], "p99": spread["p99"], "labels": int(inside.size)})
     first_p99 = percentiles(first)["p99"]
     last_p99 = percentiles(last)["p99"]
     growth = {"first_tenth_p99_ms": first_p99, "last_tenth_p99_ms": last_p99,
@@ -432,14 +426,11 @@ def run_pipeline(config: Config, sources: list[str], seconds: float, warmup: flo
                  stop: StopFlag, startup_timeout: float = 180.0, memory_interval: float = 1.0,
                  live: bool = True) -> tuple[Recorder, float, float, dict]:
     """Start the pipeline, wait for it to warm up, measure `seconds`, stop it. Returns the records."""
-    from streamer.supervisor import parse_source, plan, preflight, supervise
+    from streamer.supervisor import parse_source, prepare, supervise
 
-    preflight(config, sources)  # ports taken, bad sources, unusable bundles: one clear error before starting
+    # ports taken, bad sources, unusable bundles: one clear error before starting
+    children = prepare(config, sources, config_name="bench-config.toml")
     log_dir = Path(config.supervisor.log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    config_path = log_dir / "bench-config.toml"
-    config_path.write_text(config_to_toml(config))
-    children = plan(config, sources, config_path)
     streams = [parse_source(source, index)[0] for index, source in enumerate(sources)]
     recorder = Recorder(streams)
     log_offsets = {c.name: (c.log_path.stat().st_size if c.log_path.exists() else 0) for c in children}
@@ -522,18 +513,10 @@ def run_pipeline(config: Config, sources: list[str], seconds: float, warmup: flo
                 view.update(Group(progress, render(partial)))
             if not subscriber.poll(50):
                 continue
-            for _ in range(1000):
-                try:
-                    parts = subscriber.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                received = time.time()
-                try:
-                    message = wire.unpack_published(parts)
-                except wire.WireError:
+            for message, received in received_messages(subscriber, limit=1000):
+                if message is None:
                     recorder.malformed += 1
-                    continue
-                if isinstance(message, wire.Label):
+                elif isinstance(message, wire.Label):
                     recorder.add_label(message, received)
                 elif isinstance(message, wire.Stats):
                     recorder.add_stats(message)
@@ -556,11 +539,11 @@ def run_pipeline(config: Config, sources: list[str], seconds: float, warmup: flo
                                 f" (no labels yet from {', '.join(s for s in streams if s not in recorder.first_label)}"
                                 f"; see the logs in {log_dir})"))
     t_end = min(t_end, time.time())
+    features = next(c for c in children if c.name.startswith("features"))
     meta = {
         "startup_s": (min(recorder.first_label.values()) if recorder.first_label else t_warm) - t_launch,
         "all_streams_labelled_after_s": t_warm - t_launch,
-        "backend": _backend_from_log(next(c.log_path for c in children if c.name.startswith("features")),
-                                     log_offsets[next(c.name for c in children if c.name.startswith("features"))]),
+        "backend": _backend_from_log(features.log_path, log_offsets[features.name]),
         "restarts": {c.name: c.restarts for c in children if c.restarts},
         "events": recorder.events[-20:],
         "malformed": recorder.malformed,
@@ -570,8 +553,7 @@ def run_pipeline(config: Config, sources: list[str], seconds: float, warmup: flo
 
 
 def _tail(recorder: Recorder, count: int) -> Recorder:
-    tail = Recorder(recorder.streams, rows=recorder.rows[-count:], stats=recorder.stats)
-    return tail
+    return Recorder(recorder.streams, rows=recorder.rows[-count:], stats=recorder.stats)
 
 
 def run_baselines(config: Config, with_backends: bool, console: Console) -> dict:
@@ -653,7 +635,7 @@ def run_bench(args: argparse.Namespace, console: Console | None = None, stop: St
         "backend": meta["backend"], **{k: v for k, v in meta.items() if k != "backend"},
     }
     report["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_start": loadavg_start,
-                         "loadavg_end": list(os.getloadavg()), "python": platform.python_version()}
+                         "python": platform.python_version()}
     if args.baseline and not meta["interrupted"]:
         report["baselines"] = run_baselines(config, args.backends, console)
         throughput = report["overall"]["throughput_labels_per_s"]

@@ -97,15 +97,20 @@ def warn_if_exposed(endpoint: str, security: Security) -> bool:
 
 
 def _attach(socket: zmq.Socket, endpoint: str, *, bind: bool, security: Security) -> None:
-    if not bind:
+    if bind:
+        bind_endpoint(socket, endpoint, security)
+    else:
         socket.connect(endpoint)
-        return
+
+
+def bind_endpoint(socket: zmq.Socket, endpoint: str, security: Security, setting: str = "endpoints.<name>") -> None:
+    """Bind, warning when beyond loopback without CURVE; a port in use is an OSError naming `setting`."""
     warn_if_exposed(endpoint, security)
     try:
         socket.bind(endpoint)
     except zmq.ZMQError as error:
         raise OSError(f"cannot bind {endpoint}: {error}. Is another process using it? "
-                      f"Pick another port with --set endpoints.<name>=...") from None
+                      f"Pick another port with --set {setting}=...") from None
 
 
 class StopFlag:

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import zmq
@@ -40,6 +41,19 @@ class View:
     labels: int = 0
     malformed: int = 0
 
+    def take(self, message: wire.Message | None, received: float) -> None:
+        """One message off the label socket (None: a malformed one)."""
+        if message is None:
+            self.malformed += 1
+        elif isinstance(message, wire.Label):
+            self.add_label(message, received)
+        elif isinstance(message, wire.StreamEnd):
+            self.events.append(f"{message.stream}: ended ({message.reason})")
+        elif isinstance(message, wire.StreamStart):
+            self.events.append(f"{message.stream}: started ({message.source})")
+        elif isinstance(message, wire.Stats):
+            self.stats[message.process] = message.counters
+
     def add_label(self, label: wire.Label, received: float) -> None:
         self.labels += 1
         self.latencies_ms.append(latency_ms(label, received))
@@ -50,6 +64,24 @@ class View:
             view.judged += 1
             view.correct += int(label.label == label.truth)
         self.streams[label.stream] = view
+
+
+def received_messages(socket: zmq.Socket, limit: int | None = None) -> Iterator[tuple[wire.Message | None, float]]:
+    """The published messages already waiting on `socket` (at most `limit`), each with the wall time
+    it was taken off the socket; None stands for a malformed one, for the caller to count."""
+    taken = 0
+    while limit is None or taken < limit:
+        try:
+            parts = socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        taken += 1
+        received = time.time()
+        try:
+            message = wire.unpack_published(parts)
+        except wire.WireError:
+            message = None
+        yield message, received
 
 
 def is_settled(label: wire.Label) -> bool:
@@ -110,23 +142,10 @@ def subscribe(config: Config, streams: list[str], *, as_json: bool, count: int, 
         while not stop and time.monotonic() < deadline and not (count and view.labels >= count):
             if not socket.poll(100):
                 continue
-            parts = socket.recv_multipart()
-            received = time.time()
-            try:
-                message = wire.unpack_published(parts)
-            except wire.WireError:
-                view.malformed += 1
-                continue
-            if isinstance(message, wire.Label):
-                view.add_label(message, received)
-                if as_json:
+            for message, received in received_messages(socket, limit=1):  # one at a time: --count stops at N
+                view.take(message, received)
+                if as_json and isinstance(message, wire.Label):
                     print(label_json(message, received), flush=True)
-            elif isinstance(message, wire.StreamEnd):
-                view.events.append(f"{message.stream}: ended ({message.reason})")
-            elif isinstance(message, wire.StreamStart):
-                view.events.append(f"{message.stream}: started ({message.source})")
-            elif isinstance(message, wire.Stats):
-                view.stats[message.process] = message.counters
             if live:
                 live.update(render(view))
     finally:

@@ -323,18 +323,23 @@ def shutdown(children: list[Child], grace_s: float = 5.0) -> None:
             child.log_file.close()
 
 
+def prepare(config: Config, sources: list[str], config_name: str = "up-config.toml") -> list[Child]:
+    """Preflight, then the children to start, reading the config written for them in the log folder."""
+    preflight(config, sources)  # raises ConfigError before anything is written or started
+    log_dir = Path(config.supervisor.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    config_path = log_dir / config_name
+    config_path.write_text(config_to_toml(config))  # children see exactly what was resolved here
+    return plan(config, sources, config_path)
+
+
 def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopFlag | None = None) -> int:
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
     sources = sources or ["synthetic"]
     from models.presets import with_capture_preset
 
     config = with_capture_preset(config)  # children get the resolved crop, so all agree on it
-    preflight(config, sources)  # raises ConfigError before anything is written or started
-    log_dir = Path(config.supervisor.log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    config_path = log_dir / "up-config.toml"
-    config_path.write_text(config_to_toml(config))  # children see exactly what was resolved here
-    children = plan(config, sources, config_path)
+    children = prepare(config, sources)
     log.info("labels will be published on %s (subscribe: python run.py subscribe)", config.endpoints.labels)
     return supervise(children, config, stop, seconds)
 

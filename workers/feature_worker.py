@@ -11,8 +11,9 @@ bottleneck and stay at one frame, with no added wait, when it is not. Backends t
 several batches at once (OpenVINO: `features.openvino_requests`) get the next batch while the
 previous ones run; a finished batch frees its request at once, and features still leave in
 the order the frames came in. The backend's completion callback writes to a pipe the poll
-loop watches, so nothing spins. The frames socket keeps its queues small (one message per capture, a 64 KiB kernel buffer), so a slow model makes the
-captures drop stale frames instead of serving old ones late. The profile of a saturated worker
+loop watches, so nothing spins. The frames socket keeps its queues small (one message per
+capture, a 64 KiB kernel buffer), so a slow model makes the captures drop stale frames instead
+of serving old ones late. The profile of a saturated worker
 is ~98% inside the backend's inference call.
 """
 
@@ -32,7 +33,7 @@ from configs.settings import Config, add_config_arguments, from_args
 from streamer import wire
 from streamer.drops import DropCounter
 from streamer.logs import setup_logging
-from streamer.sockets import StopFlag, make_socket, split_endpoints, warn_if_exposed
+from streamer.sockets import StopFlag, bind_endpoint, make_socket, split_endpoints
 from workers.backends import choose_backend, configure_threads
 from workers.loading import load_extractor
 
@@ -219,14 +220,12 @@ def bind_frames_socket(context: zmq.Context, config: Config) -> zmq.Socket:
     socket = make_socket(context, zmq.PULL, "", bind=True, security=config.security, hwm=settings.recv_hwm)
     if settings.recv_buffer_bytes > 0:
         socket.setsockopt(zmq.RCVBUF, settings.recv_buffer_bytes)
-    for endpoint in split_endpoints(config.endpoints.frames):
-        warn_if_exposed(endpoint, config.security)
-        try:
-            socket.bind(endpoint)
-        except zmq.ZMQError as error:
-            socket.close()
-            raise OSError(f"cannot bind {endpoint}: {error}. Is another process using it? "
-                          f"Pick another port with --set endpoints.frames=...") from None
+    try:
+        for endpoint in split_endpoints(config.endpoints.frames):
+            bind_endpoint(socket, endpoint, config.security, setting="endpoints.frames")
+    except OSError:
+        socket.close()
+        raise
     return socket
 
 

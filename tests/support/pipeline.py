@@ -25,6 +25,7 @@ import zmq
 from configs.settings import Security
 from streamer import wire
 from streamer.sockets import free_port, make_socket
+from streamer.subscriber import received_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_PY = ROOT / "run.py"
@@ -165,17 +166,11 @@ class Listener:
                 return
 
     def _receive_waiting(self) -> None:
-        while True:
-            try:
-                parts = self.socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                message = wire.unpack_published(parts)
-            except wire.WireError:
+        for message, received in received_messages(self.socket):
+            if message is None:
                 self.malformed += 1
                 continue
-            self.history.append(Received(time.monotonic(), message, time.time()))
+            self.history.append(Received(time.monotonic(), message, received))
             if isinstance(message, wire.Stats):
                 self.stats[message.process] = message.counters
 
