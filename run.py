@@ -12,19 +12,19 @@ import importlib
 import sys
 
 from configs.settings import ActionableError
-from streamer.lifetime import stop_with_supervisor
+from streamer.runtime.lifetime import stop_with_supervisor
 
 # subcommand -> (module, one-line help). Modules are imported only when their subcommand runs,
 # so `run.py subscribe` never pays for importing torch.
 SUBCOMMANDS = {
-    "demo": ("streamer.demo", "make the synthetic set, train both stages, then run live (first run ~5 min)"),
-    "up": ("streamer.supervisor", "start capture(s), feature worker(s) and the LSTM worker; restart any that die"),
-    "capture": ("streamer.capture", "one capture process: a source -> frames on ZeroMQ"),
+    "demo": ("streamer.apps.demo", "make the synthetic set, train both stages, then run live (first run ~5 min)"),
+    "up": ("streamer.ops.supervisor", "start capture(s), feature worker(s) and the LSTM worker; restart any that die"),
+    "capture": ("streamer.capture.process", "one capture process: a source -> frames on ZeroMQ"),
     "features": ("workers.feature_worker", "one feature worker: frames -> ResNet-18 512-d features"),
     "lstm": ("workers.lstm_worker", "the LSTM worker: features -> labels on the label topic"),
-    "subscribe": ("streamer.subscriber", "live table (or JSON lines) of the latest label per stream"),
-    "bench": ("streamer.bench", "latency and throughput benchmark of the real pipeline"),
-    "keys": ("streamer.security", "make CURVE key pairs for encrypted, authenticated sockets"),
+    "subscribe": ("streamer.apps.subscriber", "live table (or JSON lines) of the latest label per stream"),
+    "bench": ("streamer.bench.cli", "latency and throughput benchmark of the real pipeline"),
+    "keys": ("streamer.transport.security", "make CURVE key pairs for encrypted, authenticated sockets"),
     "make-synthetic": ("models.synthetic_set", "write the synthetic action set in UCF101's layout"),
     "prepare": ("models.prepare", "UCF101-layout videos -> frames per split, with a manifest"),
     "train-cnn": ("models.train_cnn", "fine-tune the per-frame ResNet-18"),

@@ -6,7 +6,7 @@
   LSTM was trained on (features or their differences, models/sequence_inputs.py);
 - per video: the mean of the video's window probabilities;
 - per class, a confusion matrix (rich table; PNG for both CNN and LSTM), and accuracy restricted
-  to the time-reversed pairs of the synthetic set (streamer.synthetic.REVERSED_PAIRS), where a
+  to the time-reversed pairs of the synthetic set (models.synthetic.REVERSED_PAIRS), where a
   single frame cannot tell the classes apart and only the order of frames can;
 - streamed vs offline: test videos run as parallel streams through `StreamInputs` + the live `StaggeredWindows`
   and compared with `offline_window_probabilities` (max abs difference must be <= 1e-4, labels equal).
@@ -32,7 +32,7 @@ from models.frames import FramesError
 from models.sequence_inputs import StreamInputs, checkpoint_inputs, sequence_inputs
 from models.train_cnn import cnn_path
 from models.train_lstm import VideoFeatures, load_split_features, lstm_path
-from workers.window import StaggeredWindows, offline_window_probabilities
+from models.window import StaggeredWindows, offline_window_probabilities
 
 STREAM_TOLERANCE = 1e-4
 DEFAULT_STREAMS = 8
@@ -40,7 +40,7 @@ DEFAULT_STREAMS = 8
 
 def reversed_pair_classes(classes: list[str]) -> list[str]:
     """The classes of the synthetic set's time-reversed pairs that are in `classes` (both of a pair)."""
-    from streamer.synthetic import REVERSED_PAIRS
+    from models.synthetic import REVERSED_PAIRS
 
     return [name for pair in REVERSED_PAIRS if all(n in classes for n in pair) for name in pair]
 

@@ -14,14 +14,9 @@ sees is what the model was trained on.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from configs.settings import Config
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,33 +56,3 @@ def geometric(frame_bgr: np.ndarray, preset: Preset) -> np.ndarray:
 
 
 LECTURE_PRESET = Preset(resize=256, crop=224)
-
-
-def capture_preset(config: "Config") -> Preset:
-    """What the capture crops to: the configured size, or (0) the bundle's preset, so frames fit the CNN."""
-    capture = config.capture
-    if capture.resize and capture.crop:
-        return Preset(resize=capture.resize, crop=capture.crop)
-    path = Path(config.features.bundle)
-    if path.exists():
-        from models import bundle  # imports torch: only when the bundle has to decide the crop
-
-        preset = bundle.load_cnn(path).preset
-    else:
-        preset = LECTURE_PRESET
-    return Preset(resize=capture.resize or preset.resize, crop=capture.crop or preset.crop)
-
-
-def with_capture_preset(config: "Config") -> "Config":
-    """The config with capture.resize/crop resolved, as every process of one pipeline must see them.
-
-    `run.py up` and the bench resolve it once, so their captures never load the bundle (nor torch).
-    An unreadable bundle leaves the config as it is: the supervisor's preflight names the problem.
-    """
-    from configs.settings import ActionableError, replace
-
-    try:
-        preset = capture_preset(config)
-    except ActionableError:  # models.bundle.BundleError, without importing torch to name it
-        return config
-    return replace(config, "capture", resize=preset.resize, crop=preset.crop)

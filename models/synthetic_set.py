@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from configs.settings import ActionableError
 from models.files import write_json_atomically
-from streamer.synthetic import ACTIVITIES, render_clip
+from models.synthetic import ACTIVITIES, render_clip
 
 VIDEO_DIR = "UCF-101"
 SPLIT_DIR = "ucfTrainTestlist"

@@ -17,7 +17,7 @@ import torch
 
 from configs.settings import DEFAULT_BUNDLE, load_config
 from models.presets import Preset, geometric
-from streamer.synthetic import SyntheticCamera
+from models.synthetic import SyntheticCamera
 from workers.backends import MIN_COSINE, available_backends, choose_backend, cosine_similarity
 from workers.loading import load_extractor, load_sequence_model
 

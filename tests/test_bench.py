@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from streamer import bench, wire
-from streamer.baselines import lstm_advance
+from streamer.bench import checks, procfs, record, views
+from streamer.transport import wire
+from streamer.bench.baselines import lstm_advance
 from tests.conftest import endpoint_overrides, loopback_endpoints
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +35,8 @@ def _check_block(block: dict) -> None:
     assert all(isinstance(v, float) and v >= 0 for v in latency.values())
     if block["labels"]:
         assert latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
-    assert set(block["stages_ms"]) == set(bench.GROUPS) == set(block["stage_share"])
-    for name in bench.GROUPS:
+    assert set(block["stages_ms"]) == set(record.GROUPS) == set(block["stage_share"])
+    for name in record.GROUPS:
         if name != "other":  # what no stage covers can be a hair below zero (clock reads in different processes)
             assert block["stages_ms"][name] >= 0
     if block["labels"]:
@@ -71,7 +72,7 @@ def test_bench_writes_a_well_formed_report(tmp_path: Path) -> None:
     assert set(report["streams"]) == {"cam0", "cam1"}
     for block in report["streams"].values():
         _check_block(block)
-        assert set(block["capture"]) == set(bench.CAPTURE_COUNTERS)
+        assert set(block["capture"]) == set(record.CAPTURE_COUNTERS)
         assert all(isinstance(v, int) and v >= 0 for v in block["capture"].values())
         totals = block["capture_total"]
         assert totals["frames_sent"] <= totals["frames_read"]
@@ -86,7 +87,7 @@ def test_bench_writes_a_well_formed_report(tmp_path: Path) -> None:
     assert all(v >= 0 for v in dropped.values())
     # Counters are differences of snapshots taken twice a second in each process, so they agree
     # with each other to within a snapshot's worth of frames (2 streams x 10 frames/s x 0.5 s).
-    slack = 2 * 10 * bench.STATS_INTERVAL_S * 2 + 2
+    slack = 2 * 10 * record.STATS_INTERVAL_S * 2 + 2
     assert counts["frames_processed"] <= counts["frames_sent"] + slack
     assert counts["labels_published"] <= counts["frames_processed"] + slack
     assert report["overall"]["labels"] <= counts["labels_published"] + slack
@@ -110,7 +111,7 @@ def _label(stream: str, seq: int, t_capture: float, truth: str = "FadeIn", label
 
 
 def test_summary_of_made_up_labels_and_counters() -> None:
-    recorder = bench.Recorder(["a", "b"])
+    recorder = record.Recorder(["a", "b"])
     t0 = 1000.0
     for seq in range(100):
         recorder.add_label(_label("a", seq, t0 + seq * 0.1), received=t0 + seq * 0.1 + 0.008)
@@ -123,7 +124,7 @@ def test_summary_of_made_up_labels_and_counters() -> None:
         recorder.add_stats(wire.Stats("lstm", t, {"labels": 2 * read, "dropped": 0}))
     recorder.memory["lstm"] = [(t0 + 1, 1000), (t0 + 5, 3000), (t0 + 9, 2048)]
 
-    report = bench.summarize(recorder, t0, t0 + 10)
+    report = record.summarize(recorder, t0, t0 + 10)
     assert recorder.unknown_streams == 1
     assert report["overall"]["labels"] == 200
     assert report["streams"]["a"]["latency_ms"]["p50"] == pytest.approx(8.0, abs=0.01)
@@ -147,36 +148,36 @@ def test_summary_of_made_up_labels_and_counters() -> None:
 
     report["machine"] = {"loadavg_end": [0.1, 0.2, 0.3]}
     console = Console(file=io.StringIO(), width=200)
-    for table in (bench.render(report), bench.render_stages(report), bench.render_summary(report)):
+    for table in (views.render(report), views.render_stages(report), views.render_summary(report)):
         console.print(table)
     text = console.file.getvalue()
     assert "all" in text and "where the time goes" in text and "not judged" in text
 
 
 def test_growth_is_flagged_when_latency_climbs() -> None:
-    recorder = bench.Recorder(["a"])
+    recorder = record.Recorder(["a"])
     for seq in range(2000):
         t = 50.0 + seq * 0.005
         recorder.add_label(_label("a", seq, t), received=t + 0.005 + seq * 0.0001)
-    growth = bench.summarize(recorder, 50.0, 60.0)["latency_growth"]
+    growth = record.summarize(recorder, 50.0, 60.0)["latency_growth"]
     assert growth["judged"] is True and growth["grew"] is True and growth["ratio"] > 1.2
     assert [tenth["labels"] for tenth in growth["by_tenth"]] == [200] * 10
 
 
 def test_growth_is_not_judged_on_a_few_labels() -> None:
-    recorder = bench.Recorder(["a"])
+    recorder = record.Recorder(["a"])
     for seq in range(200):  # 20 labels a tenth: their p99 is one frame's luck
         t = 50.0 + seq * 0.05
         recorder.add_label(_label("a", seq, t), received=t + 0.005 + seq * 0.001)
-    growth = bench.summarize(recorder, 50.0, 60.0)["latency_growth"]
+    growth = record.summarize(recorder, 50.0, 60.0)["latency_growth"]
     assert growth["ratio"] > 1.2 and growth["judged"] is False and growth["grew"] is False
 
 
 def test_rss_of_this_process_and_of_a_missing_one() -> None:
     import os
 
-    assert bench.rss_kb(os.getpid()) > 0
-    assert bench.rss_kb(2**22 + 12345) is None
+    assert procfs.rss_kb(os.getpid()) > 0
+    assert procfs.rss_kb(2**22 + 12345) is None
 
 
 def test_lstm_advance_reports_all_three_ways() -> None:
@@ -202,13 +203,13 @@ def _report(dropped: int, captured: int, p99: float, throughput: float) -> dict:
 
 
 def test_targets_judged_by_what_the_run_was() -> None:
-    below = bench.checks(_report(dropped=0, captured=300, p99=25.0, throughput=15.0))
+    below = checks.checks(_report(dropped=0, captured=300, p99=25.0, throughput=15.0))
     assert below["below capacity: no drops, p99 <= 2x batch-1 latency + 10 ms"]["met"] is True
     assert not any(name.startswith("saturated") for name in below)
     assert below["latency flat (last-tenth p99 <= 1.2x first-tenth)"]["met"] is True
     assert next(v for k, v in below.items() if k.startswith("LSTM step"))["met"] is True
 
-    saturated = bench.checks(_report(dropped=500, captured=1000, p99=900.0, throughput=80.0))
+    saturated = checks.checks(_report(dropped=500, captured=1000, p99=900.0, throughput=80.0))
     assert saturated["saturated throughput >= 10x lecture loop"]["met"] is False  # 8x
     assert saturated["saturated throughput >= 0.75x bare-model ceiling"]["met"] is True  # 0.8x
     assert not any(name.startswith("below capacity") for name in saturated)

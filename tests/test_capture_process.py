@@ -6,7 +6,7 @@ from pathlib import Path
 
 import zmq
 
-from streamer import wire
+from streamer.transport import wire
 from tests.support.pipeline import free_port, run_py, stop_process
 
 

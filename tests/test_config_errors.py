@@ -23,8 +23,8 @@ from configs.settings import ConfigError, load_config
 from models import bundle
 from models.networks import FrameCNN, SequenceLSTM
 from models.presets import Preset
-from streamer.sockets import bind_problem
-from streamer.supervisor import run_up
+from streamer.transport.sockets import bind_problem
+from streamer.ops.supervisor import run_up
 from tests.support.pipeline import RUN_PY, free_endpoints
 
 CLASSES = [f"class{i}" for i in range(8)]
@@ -138,7 +138,7 @@ def test_a_checkpoint_trained_on_another_preset_is_refused(tmp_path):
 
 def test_matching_checkpoints_pass_the_check(tmp_path):
     """The same checks pass a bundle that fits, so the refusals above are about the faults."""
-    from streamer.supervisor import check_bundles
+    from streamer.ops.supervisor import check_bundles
 
     good = tmp_path / "bundle.pt"
     bundle.save_bundle(good, cnn_checkpoint(tmp_path / "cnn.pt", CLASSES), lstm_checkpoint(tmp_path / "lstm.pt"))

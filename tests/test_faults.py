@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from configs.settings import load_config
-from streamer.capture import LatestSlot, Reader
-from streamer.sockets import StopFlag, bind_problem
-from streamer.sources import SourceFrame
-from streamer.supervisor import CONFIG_ERROR, Child, supervise
+from streamer.capture.process import LatestSlot, Reader
+from streamer.transport.sockets import StopFlag, bind_problem
+from streamer.capture.sources import SourceFrame
+from streamer.ops.supervisor import CONFIG_ERROR, Child, supervise
 from tests.support.pipeline import Listener, Pipeline, is_label, is_stats
 
 FEATURE_SEND_HWM = 64  # the feature worker's PUSH high-water mark: max(64, 4 * features.max_batch)
@@ -187,7 +187,7 @@ class HangingSource:
 
 def run_reader(monkeypatch, sources: list, sets: list[str]) -> tuple[Reader, LatestSlot, StopFlag]:
     opened = iter(sources)
-    monkeypatch.setattr("streamer.capture.open_source", lambda *args, **kwargs: next(opened))
+    monkeypatch.setattr("streamer.capture.process.open_source", lambda *args, **kwargs: next(opened))
     config = load_config(None, ["capture.stall_timeout_s=0.3", "capture.retry_initial_s=0.05", "capture.fps=0"]
                          + sets)
     slot, stop = LatestSlot(), StopFlag()

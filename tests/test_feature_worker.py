@@ -13,8 +13,8 @@ import numpy as np
 import zmq
 
 from configs.settings import load_config
-from streamer import wire
-from streamer.sockets import StopFlag
+from streamer.transport import wire
+from streamer.transport.sockets import StopFlag
 from tests.conftest import endpoint_overrides, loopback_endpoints
 from workers.feature_worker import FeatureWorker
 

@@ -24,7 +24,7 @@ import zmq
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from streamer import wire
+from streamer.transport import wire
 from tests.support.garbage import drop_reason, is_published_garbage, malformed, published_garbage
 from tests.support.pipeline import ROOT, RUN_PY, Listener, Pipeline, free_port, is_label, is_stats
 

@@ -15,12 +15,12 @@ import numpy as np
 import zmq
 
 from configs.settings import load_config
-from streamer import wire
-from streamer.sockets import StopFlag
+from streamer.transport import wire
+from streamer.transport.sockets import StopFlag
 from tests.conftest import endpoint_overrides, loopback_endpoints, recv_published
 from workers.loading import load_sequence_model
 from workers.lstm_worker import LstmWorker
-from workers.window import offline_window_probabilities
+from models.window import offline_window_probabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 # Small frames keep the CNN cheap on a 2-core test machine; the pipeline is the same.

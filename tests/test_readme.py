@@ -12,7 +12,7 @@ from pathlib import Path
 import zmq
 
 from configs.settings import Config
-from streamer import wire
+from streamer.transport import wire
 from tests.conftest import free_port
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()

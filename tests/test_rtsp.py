@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from streamer import wire
-from streamer.sources import SourceError, open_source
+from streamer.transport import wire
+from streamer.capture.sources import SourceError, open_source
 from tests.support.camera import RtspCamera, SilentServer, require_gstreamer, write_clip
 from tests.support.pipeline import Listener, Pipeline, free_port, is_event, is_label, is_stats, run_py, stop_process
 

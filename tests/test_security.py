@@ -21,9 +21,9 @@ import zmq
 import zmq.auth
 
 from configs.settings import ConfigError, Endpoints, Security
-from streamer import wire
-from streamer.security import refused_count
-from streamer.sockets import is_loopback, make_socket
+from streamer.transport import wire
+from streamer.transport.security import refused_count
+from streamer.transport.sockets import is_loopback, make_socket
 from tests.support.pipeline import ROOT, RUN_PY, Listener, Pipeline, free_port, is_label, is_stats
 
 
@@ -36,7 +36,7 @@ def test_every_default_endpoint_is_loopback():
 def test_binding_beyond_loopback_without_curve_warns_how_to_turn_it_on(caplog):
     context = zmq.Context()
     try:
-        with caplog.at_level(logging.WARNING, logger="streamer.sockets"):
+        with caplog.at_level(logging.WARNING, logger="streamer.transport.sockets"):
             make_socket(context, zmq.PULL, f"tcp://127.0.0.1:{free_port()}", bind=True, security=Security()).close()
             assert not caplog.records, "loopback needs no warning"
             make_socket(context, zmq.PULL, f"tcp://0.0.0.0:{free_port()}", bind=True, security=Security()).close()

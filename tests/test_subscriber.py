@@ -7,8 +7,8 @@ import json
 
 from rich.console import Console
 
-from streamer import wire
-from streamer.subscriber import View, is_settled, label_json, render
+from streamer.transport import wire
+from streamer.apps.subscriber import View, is_settled, label_json, render
 
 
 def _label(stream: str, seq: int, label: str, truth: str, truth_since: int = 0, warming: bool = False) -> wire.Label:

@@ -21,7 +21,7 @@ from models.synthetic_set import (
     number_of_test_groups,
     write_synthetic_set,
 )
-from streamer.synthetic import ACTIVITIES, REVERSED_PAIRS, SyntheticCamera, render_clip
+from models.synthetic import ACTIVITIES, REVERSED_PAIRS, SyntheticCamera, render_clip
 
 FORWARD_OF_PAIRS = [forward for forward, _ in REVERSED_PAIRS]
 UNPAIRED = [a for a in ACTIVITIES if all(a not in pair for pair in REVERSED_PAIRS)]

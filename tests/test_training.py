@@ -30,7 +30,7 @@ from models.sequence_inputs import StreamInputs, checkpoint_inputs, sequence_inp
 from models.train_lstm import WindowDataset, channel_dropout, load_split_features, train_lstm, window_starts
 from models.training_loop import Precision
 from models.training_report import EpochResult, epoch_table
-from streamer.synthetic import ACTIVITIES, REVERSED_PAIRS
+from models.synthetic import ACTIVITIES, REVERSED_PAIRS
 
 FRAMES_PER_CLIP = 12
 CORRUPT = "SwingStripes/v_SwingStripes_g04_c01.avi"  # a train video overwritten with junk

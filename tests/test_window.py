@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from models.networks import SequenceLSTM
-from streamer.wire import Feature
+from streamer.transport.wire import Feature
 from workers.reorder import StreamOrder
-from workers.window import StaggeredWindows, offline_window_probabilities
+from models.window import StaggeredWindows, offline_window_probabilities
 
 WINDOW = 32
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zmq
 
-from streamer import wire
+from streamer.transport import wire
 from tests.conftest import free_port, recv_published
 
 

@@ -145,7 +145,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def probe_images(preset: Preset, count: int = 4, seed: int = 0) -> np.ndarray:
     """Frames for checking a backend against float32: synthetic camera frames, not noise."""
     from models.presets import geometric
-    from streamer.synthetic import SyntheticCamera
+    from models.synthetic import SyntheticCamera
 
     camera = SyntheticCamera(seed=seed, segment_frames=7)
     frames = []

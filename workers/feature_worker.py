@@ -30,10 +30,10 @@ import numpy as np
 import zmq
 
 from configs.settings import Config, add_config_arguments, from_args
-from streamer import wire
-from streamer.drops import DropCounter
-from streamer.logs import setup_logging
-from streamer.sockets import StopFlag, bind_endpoint, make_socket, split_endpoints
+from streamer.transport import wire
+from streamer.transport.drops import DropCounter
+from streamer.runtime.logs import setup_logging
+from streamer.transport.sockets import StopFlag, bind_endpoint, make_socket, split_endpoints
 from workers.backends import choose_backend, configure_threads
 from workers.loading import load_extractor
 

@@ -16,7 +16,8 @@ import torch
 from configs.settings import Config
 from models import bundle
 from models.networks import FeatureExtractor, FrameCNN, SequenceLSTM
-from models.presets import Preset, capture_preset
+from models.capture_preset import capture_preset
+from models.presets import Preset
 from models.sequence_inputs import checkpoint_inputs
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def load_sequence_model(config: Config) -> LoadedSequenceModel:
                  checkpoint.hidden, checkpoint.layers, checkpoint.window)
         return LoadedSequenceModel(checkpoint.model.eval(), checkpoint.classes, checkpoint.window, model_id,
                                    f"trained bundle {path}", checkpoint_inputs(checkpoint.metrics))
-    from streamer.synthetic import ACTIVITIES
+    from models.synthetic import ACTIVITIES
 
     torch.manual_seed(RANDOM_SEED)
     model = SequenceLSTM(len(ACTIVITIES), hidden=config.lstm.random_hidden, layers=config.lstm.random_layers)

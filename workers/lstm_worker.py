@@ -2,7 +2,7 @@
 
 It binds the features endpoint (feature workers connect and push) and the labels PUB endpoint
 (dashboards subscribe). Per stream: features are put back in order (workers/reorder.py), and the
-rolling window (workers/window.py) advances all streams in one batched step per tick. Quiet
+rolling window (models/window.py) advances all streams in one batched step per tick. Quiet
 streams are evicted and announced. Upstream stats and stream start/end are republished, so a
 dashboard needs one connection for everything.
 """
@@ -19,14 +19,14 @@ import torch
 import zmq
 
 from configs.settings import Config, add_config_arguments, from_args
-from streamer import wire
-from streamer.drops import DropCounter
-from streamer.logs import setup_logging
-from streamer.sockets import StopFlag, make_socket
+from streamer.transport import wire
+from streamer.transport.drops import DropCounter
+from streamer.runtime.logs import setup_logging
+from streamer.transport.sockets import StopFlag, make_socket
 from models.sequence_inputs import StreamInputs
 from workers.loading import load_sequence_model
 from workers.reorder import Ready, StreamOrder
-from workers.window import StaggeredWindows
+from models.window import StaggeredWindows
 
 log = logging.getLogger("lstm")
 

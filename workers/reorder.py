@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streamer.wire import Feature
+from streamer.transport.wire import Feature
 
 
 @dataclass

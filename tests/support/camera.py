@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from streamer.synthetic import SyntheticCamera
+from models.synthetic import SyntheticCamera
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")

@@ -6,7 +6,7 @@ are not maps, wrong schema versions, unknown kinds, missing fields, wrong types,
 shapes, truncated buffers, invalid stream names, wrong part counts, and well-formed messages
 that do not belong on that socket. `drop_reason(socket, parts)` says which drop counter the
 worker must bump, or None for a message the worker would accept (those are not sent: they are
-not garbage). It asks `streamer.wire` itself, plus the two checks each worker adds.
+not garbage). It asks `streamer.transport.wire` itself, plus the two checks each worker adds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import msgpack
 from hypothesis import strategies as st
 
-from streamer import wire
+from streamer.transport import wire
 
 FRAME_SIDE = 64  # the tests' capture.crop: the only frame size the feature worker takes
 FEATURE_DIM = 512  # what the LSTM worker takes

@@ -23,9 +23,9 @@ import pytest
 import zmq
 
 from configs.settings import Security
-from streamer import wire
-from streamer.sockets import free_port, make_socket
-from streamer.subscriber import received_messages
+from streamer.transport import wire
+from streamer.transport.sockets import free_port, make_socket
+from streamer.apps.subscriber import received_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_PY = ROOT / "run.py"

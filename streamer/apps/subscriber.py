@@ -19,8 +19,8 @@ from rich.live import Live
 from rich.table import Table
 
 from configs.settings import Config, add_config_arguments, from_args
-from streamer import wire
-from streamer.sockets import StopFlag, make_socket
+from streamer.transport import wire
+from streamer.transport.sockets import StopFlag, make_socket
 
 
 @dataclass

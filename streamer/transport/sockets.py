@@ -48,7 +48,7 @@ def make_socket(context: zmq.Context, kind: int, endpoints: str, *, bind: bool, 
     curve_server = bind if server_curve is None else server_curve
     socket_class = zmq.Socket
     if security.curve and curve_server:
-        from streamer.security import ServerSocket  # keeps the ZAP authenticator alive while open
+        from streamer.transport.security import ServerSocket  # keeps the ZAP authenticator alive while open
 
         socket_class = ServerSocket
     socket = context.socket(kind, socket_class=socket_class)
@@ -81,7 +81,7 @@ def _configure(socket: zmq.Socket, kind: int, *, bind: bool, security: Security,
             hwm = 2
         socket.setsockopt(zmq.SNDHWM if sending else zmq.RCVHWM, hwm)
     if security.curve:
-        from streamer.security import apply_curve  # only needed when CURVE is on
+        from streamer.transport.security import apply_curve  # only needed when CURVE is on
 
         apply_curve(socket, security, server=curve_server)
 

@@ -9,7 +9,7 @@
   No process can run the pipeline faster than this on the same cores.
 - `backend_table`: every backend this machine has, at the same two batch sizes.
 - `lstm_advance`: the LSTM worker's step alone for many streams: staggered windows
-  (workers/window.py) against recomputing each 32-frame window, one stream at a time and
+  (models/window.py) against recomputing each 32-frame window, one stream at a time and
   batched across all streams, at the default recipe's LSTM size.
 
 Every function returns a plain dict of numbers, so `bench` prints it and writes it to JSON.
@@ -27,12 +27,12 @@ import torch
 from configs.settings import Config, LstmRecipe
 from models.networks import FEATURE_DIM, SequenceLSTM
 from models.presets import Preset, geometric
-from streamer.percentiles import percentiles
+from streamer.bench.percentiles import percentiles
 
 
 def synthetic_frames(count: int, seed: int = 0, segment_frames: int = 40) -> list[tuple[np.ndarray, str]]:
     """Raw camera frames (BGR, 160x120) with their ground truth, from the synthetic camera."""
-    from streamer.synthetic import SyntheticCamera
+    from models.synthetic import SyntheticCamera
 
     camera = SyntheticCamera(seed=seed, segment_frames=segment_frames)
     return [camera.next_frame()[:2] for _ in range(count)]
@@ -227,7 +227,7 @@ def lstm_advance(streams: int = 64, seconds: float = 3.0, hidden: int | None = N
     `hidden`, `layers` and `window` default to the default recipe's (read now, not copied).
     One torch thread, as the LSTM worker runs.
     """
-    from workers.window import StaggeredWindows
+    from models.window import StaggeredWindows
 
     recipe = LstmRecipe()
     hidden, layers, window = hidden or recipe.hidden, layers or recipe.layers, window or recipe.window

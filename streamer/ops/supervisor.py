@@ -28,15 +28,15 @@ from urllib.parse import urlparse
 import zmq
 
 from configs.settings import Config, ConfigError, add_config_arguments, config_to_toml, from_args
-from streamer import wire
-from streamer.lifetime import supervised_environment
-from streamer.logs import setup_logging
-from streamer.sockets import StopFlag, bind_problem, make_socket, split_endpoints, warn_if_exposed
-from streamer.sources import SourceError, check_source
+from streamer.transport import wire
+from streamer.runtime.lifetime import supervised_environment
+from streamer.runtime.logs import setup_logging
+from streamer.transport.sockets import StopFlag, bind_problem, make_socket, split_endpoints, warn_if_exposed
+from streamer.capture.sources import SourceError, check_source
 
 log = logging.getLogger("up")
 
-RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
+RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
 CAPTURE_GAVE_UP = 2  # exit code of a capture whose source failed for good (bad path, bad URL scheme)
 CONFIG_ERROR = 2  # exit code of a worker whose configuration cannot work: restarting would not help
 
@@ -128,7 +128,7 @@ def preflight(config: Config, sources: list[str]) -> None:
             problems.append(f"source {stream}: {error}")
     problems += check_bundles(config)
     if config.security.curve:
-        from streamer.security import check_keys
+        from streamer.transport.security import check_keys
 
         try:
             check_keys(config.security)
@@ -336,7 +336,7 @@ def prepare(config: Config, sources: list[str], config_name: str = "up-config.to
 def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopFlag | None = None) -> int:
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
     sources = sources or ["synthetic"]
-    from models.presets import with_capture_preset
+    from models.capture_preset import with_capture_preset
 
     config = with_capture_preset(config)  # children get the resolved crop, so all agree on it
     children = prepare(config, sources)

@@ -52,7 +52,7 @@ class SyntheticSource:
     live = False
 
     def __init__(self, seed: int, segment_frames: int):
-        from streamer.synthetic import SyntheticCamera
+        from models.synthetic import SyntheticCamera
 
         self.description = f"synthetic:{seed}"
         self._camera = SyntheticCamera(seed=seed, segment_frames=segment_frames)

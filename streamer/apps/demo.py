@@ -22,8 +22,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from configs.settings import CONFIG_DIR, Config, load_config
-from streamer.sockets import StopFlag
-from streamer.subscriber import View, subscribe
+from streamer.transport.sockets import StopFlag
+from streamer.apps.subscriber import View, subscribe
 
 DEMO_CONFIG = CONFIG_DIR / "demo.toml"
 
@@ -74,7 +74,7 @@ def run_demo(config: Config, *, seconds: float, streams: int, retrain: bool, con
         train_everything(config, console)
     else:
         console.print(f"reusing the trained bundle {bundle} (--retrain trains again)")
-    from streamer.supervisor import run_up
+    from streamer.ops.supervisor import run_up
 
     console.rule(f"live: {streams} synthetic camera(s) for {seconds:.0f} s")
     stop = StopFlag()

@@ -26,11 +26,12 @@ from typing import Callable
 import zmq
 
 from configs.settings import Config, ConfigError, add_config_arguments, from_args
-from models.presets import capture_preset, geometric
-from streamer import wire
-from streamer.logs import setup_logging
-from streamer.sockets import StopFlag, make_socket, split_endpoints
-from streamer.sources import SourceError, SourceFrame, monotonic_pacer, open_source
+from models.capture_preset import capture_preset
+from models.presets import geometric
+from streamer.transport import wire
+from streamer.runtime.logs import setup_logging
+from streamer.transport.sockets import StopFlag, make_socket, split_endpoints
+from streamer.capture.sources import SourceError, SourceFrame, monotonic_pacer, open_source
 
 log = logging.getLogger("capture")
 

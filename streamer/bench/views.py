@@ -1,0 +1,97 @@
+"""The bench report as rich tables (pure: tested with a string console)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from streamer.bench.record import GROUP_HELP, GROUPS, MIN_LABELS_PER_TENTH
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def render(report: dict) -> Table:
+    """The report as one table: a row per stream and one for all (pure: tested with a string console)."""
+    table = Table(title=report.get("title", "pipeline benchmark"), caption=report.get("caption"))
+    for column in ("stream", "labels", "labels/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "read", "sent",
+                   "dropped", "sent, no label", "settled acc. (n)"):
+        table.add_column(column, justify="left" if column == "stream" else "right")
+
+    def row(name: str, item: dict, read: int, sent: int, dropped: int, style: str | None = None) -> None:
+        latency, accuracy = item["latency_ms"], item["accuracy"]
+        acc = f"{100 * accuracy['accuracy']:.1f}% ({accuracy['judged']})" if accuracy["accuracy"] is not None else "-"
+        table.add_row(name, str(item["labels"]), f"{item['throughput_labels_per_s']:.1f}", _ms(latency["p50"]),
+                      _ms(latency["p90"]), _ms(latency["p99"]), _ms(latency["max"]), str(read), str(sent),
+                      str(dropped), str(item["unlabelled"]), acc, style=style)
+
+    for name, item in report["streams"].items():
+        capture = item["capture"]
+        row(name, item, capture["frames_read"], capture["frames_sent"], capture["dropped_stale"])
+    counts = report["counts"]
+    row("all", report["overall"], counts["frames_captured"], counts["frames_sent"], counts["dropped"]["total"],
+        style="bold")
+    return table
+
+
+def render_stages(report: dict) -> Table:
+    table = Table(title="where the time goes (mean per label, all streams)")
+    for column in ("stage", "ms", "share", "what"):
+        table.add_column(column, justify="right" if column in ("ms", "share") else "left")
+    overall = report["overall"]
+    for name in GROUPS:
+        table.add_row(name, f"{overall['stages_ms'][name]:.2f}", f"{100 * overall['stage_share'][name]:.1f}%",
+                      GROUP_HELP[name])
+    table.add_row("end to end", f"{overall['latency_ms']['mean']:.2f}", "100%", "camera frame -> label here",
+                  style="bold")
+    return table
+
+
+def render_summary(report: dict) -> Table:
+    table = Table(title="counts, growth, memory, baselines", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    counts, growth = report["counts"], report["latency_growth"]
+    table.add_row("processed frames/s (feature worker)", f"{counts['processed_per_s']:.1f} "
+                  f"(mean batch {counts['mean_batch']:.2f}; "
+                  f"{counts.get('frames_per_feature_cpu_s', 0.0):.1f} frames per CPU-second it used)")
+    dropped = counts["dropped"]
+    table.add_row("dropped", f"{dropped['total']} (capture stale {dropped['capture_stale']}, feature worker "
+                  f"{dropped['features']}, LSTM worker {dropped['lstm']})")
+    ratio = f"{growth['ratio']:.2f}x" if growth["ratio"] is not None else "-"
+    table.add_row("latency growth (p99 last tenth / first tenth)",
+                  f"{_ms(growth['last_tenth_p99_ms'])} / {_ms(growth['first_tenth_p99_ms'])} ms = {ratio}"
+                  + (" GREW" if growth["grew"] else " flat" if growth["judged"] else
+                     f" (not judged: fewer than {MIN_LABELS_PER_TENTH} labels in a tenth)"))
+    cpu = report.get("cpu_percent", {})
+    for process, memory in report.get("memory_mb", {}).items():
+        used = f"; CPU {cpu[process]:.0f}% of a core" if process in cpu else ""
+        table.add_row(f"RSS {process}", f"first {memory['first_mb']:.0f} MiB, last {memory['last_mb']:.0f}, "
+                      f"max {memory['max_mb']:.0f}{used}")
+    if "bench" in cpu:
+        table.add_row("CPU of this bench (subscriber, tables)", f"{cpu['bench']:.0f}% of a core")
+    if "machine" in cpu:
+        table.add_row("CPU of the whole machine / of other jobs", f"{cpu['machine']:.0f}% / {cpu['others']:.0f}% of a "
+                      f"core ({report['machine']['cores']} cores)")
+    baselines = report.get("baselines") or {}
+    if "lecture_loop" in baselines:
+        lecture = baselines["lecture_loop"]
+        table.add_row("lecture loop (1 process, fp32, batch 1)",
+                      f"{lecture['frames_per_s']:.1f} frames/s, p50 {lecture['latency_ms']['p50']:.1f} ms")
+    if "model_ceiling" in baselines:
+        ceiling = baselines["model_ceiling"]
+        table.add_row(f"bare model ({ceiling['backend']})",
+                      f"{ceiling['frames_per_s']:.1f} frames/s at batch {ceiling['best_batch']}, "
+                      f"batch-1 latency {ceiling['batch1_latency_ms']:.2f} ms")
+    if "lstm_advance" in baselines:
+        lstm = baselines["lstm_advance"]
+        table.add_row(f"LSTM step alone, {lstm['streams']} streams, hidden {lstm['hidden']} x {lstm['layers']}",
+                      f"staggered {lstm['staggered']['stream_frames_per_s']:.0f} stream-frames/s, "
+                      f"recompute per stream {lstm['recompute_per_stream']['stream_frames_per_s']:.0f}, "
+                      f"recompute batched {lstm['recompute_batched']['stream_frames_per_s']:.0f}")
+    for name, value in (report.get("ratios") or {}).items():
+        table.add_row(name, f"{value:.2f}x" if value is not None else "-")
+    for name, check in (report.get("checks") or {}).items():
+        table.add_row(f"target: {name}", f"{'MET' if check['met'] else 'NOT MET'} ({check['detail']})")
+    table.add_row("load average", " ".join(f"{v:.2f}" for v in report["machine"]["loadavg_end"]))
+    return table
