@@ -105,7 +105,7 @@ class Features:
     threads: int = 0
     # auto and reduced: bf16 on capable CPUs, fp16 on CUDA; fp32: plain float32
     precision: PrecisionChoice = "auto"
-    # OpenVINO: batches running at once, each on its own share of the cores, under load (1: one at a time)
+    # OpenVINO: batches run at once under load, each on a share of the cores (1: one at a time; a lone one uses all)
     openvino_requests: int = 2
 
 
