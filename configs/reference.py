@@ -106,14 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.write:
         args.write.write_text(rewrite(args.write.read_text()))
-        return 0
+        return ExitCode.OK
     if args.check:
         if rewrite(args.check.read_text()) != args.check.read_text():
             print(f"{args.check} is stale: run python -m configs.reference --write {args.check}", file=sys.stderr)
-            return 1
-        return 0
+            return ExitCode.FAILED
+        return ExitCode.OK
     print("\n\n".join(body for _, body in _blocks()))
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from configs.exit_codes import ExitCode
 from configs.settings import ActionableError
 from models.files import write_json_atomically
 from models.synthetic import ACTIVITIES, render_clip
@@ -55,7 +56,8 @@ def number_of_test_groups(groups: int) -> int:
     straddle train and test. For 25 groups this gives 7, UCF101's split 1.
     """
     if groups < 2:
-        raise SyntheticSetParameterError(f"need at least 2 groups to have both a train and a test split, got {groups}")
+        raise SyntheticSetParameterError(f"need at least 2 groups to have both a train and a test split, "
+                                         f"got {groups}")
     return min(groups - 1, max(1, int(groups * TEST_GROUP_FRACTION)))
 
 
@@ -125,7 +127,8 @@ def write_synthetic_set(
 def _check_parameters(clips_per_class: int, frames_per_clip: int, seed: int, groups: int) -> None:
     number_of_test_groups(groups)  # validates groups
     if clips_per_class < 2:
-        raise SyntheticSetParameterError(f"clips_per_class must be at least 2 (one test and one train clip), got {clips_per_class}")
+        raise SyntheticSetParameterError(f"clips_per_class must be at least 2 (one test and one train clip), "
+                                         f"got {clips_per_class}")
     if frames_per_clip < 1:
         raise SyntheticSetParameterError(f"frames_per_clip must be at least 1, got {frames_per_clip}")
     if seed < 0:
@@ -259,4 +262,4 @@ def main(args: argparse.Namespace) -> int:
         groups=getattr(args, "groups", 10),
     )
     print(f"synthetic set ready in {root}: videos in {root / VIDEO_DIR}, split lists in {root / SPLIT_DIR}")
-    return 0
+    return ExitCode.OK

@@ -262,7 +262,7 @@ def test_a_subscriber_ignores_and_counts_garbage(tmp_path):
     sent = [0]
 
     @fast(200)
-    @given(batch=st.lists(published_invalid(), min_size=5, max_size=15))
+    @given(batch=st.lists(published_invalid(), min_size=8, max_size=15))  # at least 1,600 in all
     @example(batch=[NEVER_PUBLISHED])
     def send_garbage(batch: list[list[bytes]]) -> None:
         for parts in batch:

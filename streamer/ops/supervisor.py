@@ -75,7 +75,7 @@ def frame_endpoints(config: Config) -> list[str]:
     first = urlparse(listed[0])
     if first.scheme != "tcp" or first.port is None:
         raise ConfigError(f"{workers} feature workers need {workers} frames endpoints; list them in endpoints.frames "
-                         f"separated by commas")
+                          f"separated by commas")
     host = first.hostname
     return [f"tcp://{host}:{first.port + i}" for i in range(workers)]
 
