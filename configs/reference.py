@@ -67,9 +67,10 @@ def settings_tables() -> str:
     for section in dataclasses.fields(settings.Config):
         section_type = typing.get_type_hints(settings.Config)[section.name]
         hints = typing.get_type_hints(section_type)
+        defaults = section_type()
         rows = [f"**[{section.name}]**", "", "| key | default | meaning |", "|---|---|---|"]
-        for key in dataclasses.fields(section_type()):
-            default = settings._toml_value(getattr(section_type(), key.name))
+        for key in dataclasses.fields(defaults):
+            default = settings._toml_value(getattr(defaults, key.name))
             meaning = comment(Path(settings.__file__), section_type.__name__, key.name) + _choices(hints[key.name])
             rows.append(f"| `{key.name}` | `{_cell(default)}` | {_cell(meaning)} |")
         blocks.append("\n".join(rows))
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         args.write.write_text(rewrite(args.write.read_text()))
         return ExitCode.OK
     if args.check:
-        if rewrite(args.check.read_text()) != args.check.read_text():
+        text = args.check.read_text()
+        if any(begin not in text for (begin, _), _ in _blocks()) or rewrite(text) != text:
             print(f"{args.check} is stale: run python -m configs.reference --write {args.check}", file=sys.stderr)
             return ExitCode.FAILED
         return ExitCode.OK
