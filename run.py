@@ -3,6 +3,8 @@
 
 Each subcommand is a module with `add_arguments(parser)` and `main(args) -> int`, so tests call
 `main` directly without a shell. `python run.py SUBCOMMAND --help` lists each one's options.
+An `ActionableError` raised anywhere below becomes its message and exit code 2 here, and only
+here (the codes: configs/exit_codes.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import importlib
 import sys
 
+from configs.exit_codes import ExitCode
 from configs.settings import ActionableError
 from streamer.runtime.lifetime import stop_with_supervisor
 
@@ -49,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args.module).main(args) or 0)
     except ActionableError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        print(f"run.py {args.command}: error: {error}", file=sys.stderr)
+        return ExitCode.USER_ERROR
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 One frozen dataclass per section, each field with its default and a one-line comment.
 A TOML file (see `configs/*.toml`) carries only what differs from these defaults, and
 `--set section.key=value` overrides single values on the command line. An unknown section
-or key, or a value of the wrong type, is an error that names it: nothing starts on a typo.
+or key, a value of the wrong type, or a choice outside its `Literal[...]` is an error that names
+it (and the allowed values): nothing starts on a typo. `python -m configs.reference` turns the
+comments into the README's settings tables.
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ class ConfigError(ActionableError, ValueError):
     """A config file or override that cannot be used; the message says which key and why."""
 
 
+# The settings that take one of a fixed set of values; the code that acts on them reads the
+# choices from here (typing.get_args), so a value allowed here is one the code knows.
+BackendChoice = typing.Literal["auto", "torch", "openvino"]
+DeviceChoice = typing.Literal["auto", "cpu", "cuda"]
+PrecisionChoice = typing.Literal["auto", "fp32", "reduced"]
+WeightsChoice = typing.Literal["imagenet", "none"]
+SequenceInputsChoice = typing.Literal["features", "differences"]
+SplitChoice = typing.Literal[1, 2, 3]
+
+
 @dataclass(frozen=True)
 class Endpoints:
     # capture PUSH connects here; each feature worker binds one (comma-separate several to share load)
@@ -41,9 +53,9 @@ class Endpoints:
 class Capture:
     # frames per second sampled from the source (the source may run faster; frames are skipped)
     fps: float = 15.0
-    # geometric part of the preset: resize the short side to this, then center crop to a square;
-    # 0 takes the trained bundle's preset (the lecture's 256/224 when there is no bundle)
+    # short side of a frame after resizing, pixels (0: the trained bundle's preset; 256 without a bundle)
     resize: int = 0
+    # side of the square center crop taken after resizing, pixels (0: the bundle's preset; 224 without a bundle)
     crop: int = 0
     # loop a video file source when it ends
     loop: bool = False
@@ -51,15 +63,17 @@ class Capture:
     send_hwm: int = 2
     # kernel send buffer of the frames socket, bytes (0: the OS default, megabytes: frames queue up there)
     send_buffer_bytes: int = 65536
-    # reconnect backoff for cameras that fail: first delay and cap, seconds
+    # first reconnect delay for a camera that fails, seconds (doubles on each further failure)
     retry_initial_s: float = 0.5
+    # longest reconnect delay for a camera that keeps failing, seconds
     retry_max_s: float = 8.0
     # a source that gives no frame for this long is treated as dead and reopened
     stall_timeout_s: float = 5.0
     # abandoned reader threads still stuck inside the camera driver before the capture exits to be restarted
     max_stuck_readers: int = 3
-    # synthetic camera: frames per activity segment and seed
+    # synthetic camera: frames each activity segment lasts
     synthetic_segment_frames: int = 160
+    # synthetic camera: seed of its scenes (`up` adds the camera's position, so cameras differ)
     synthetic_seed: int = 0
     # stop after this many frames (0: run until stopped); used by tests and benchmarks
     max_frames: int = 0
@@ -73,13 +87,13 @@ class Features:
     bundle: str = str(DEFAULT_BUNDLE)
     # use torchvision's ImageNet weights when no bundle exists and the weights are on this machine
     imagenet_fallback: bool = True
-    # inference backend: auto, torch, openvino
-    backend: str = "auto"
-    # device for the torch backend: auto, cpu, cuda
-    device: str = "auto"
-    # largest batch built across streams, and the longest wait for it to fill, milliseconds (0: take what is
-    # queued and go; frames queue up while a batch runs, so batches fill by themselves under load)
+    # inference backend (auto: CUDA when visible, else OpenVINO, else torch)
+    backend: BackendChoice = "auto"
+    # device for the torch backend (auto: CUDA when visible, else the CPU)
+    device: DeviceChoice = "auto"
+    # largest batch of frames built across streams
     max_batch: int = 16
+    # longest wait for a batch to fill, milliseconds (0: take what is queued; batches fill by themselves under load)
     max_wait_ms: float = 0.0
     # receive high-water mark on the frames socket, per capture (small: stale frames drop at the capture)
     recv_hwm: int = 1
@@ -89,9 +103,9 @@ class Features:
     stats_interval_s: float = 2.0
     # inference threads: torch intra-op and OpenVINO INFERENCE_NUM_THREADS (0: the library's default)
     threads: int = 0
-    # precision: auto (bf16 on capable CPUs, fp16 on CUDA), fp32 (plain float32), reduced (same as auto)
-    precision: str = "auto"
-    # OpenVINO: batches running at once, each on its own share of the cores, under load (1: one at a time)
+    # auto and reduced: bf16 on capable CPUs, fp16 on CUDA; fp32: plain float32
+    precision: PrecisionChoice = "auto"
+    # OpenVINO: batches run at once under load, each on a share of the cores (1: one at a time; a lone one uses all)
     openvino_requests: int = 2
 
 
@@ -107,9 +121,11 @@ class Lstm:
     reorder_wait_ms: float = 200.0
     # seconds between stats messages
     stats_interval_s: float = 2.0
-    # random-weights fallback only: hidden size, layers and window when no bundle exists
+    # hidden size of the random-weights LSTM used when no bundle exists
     random_hidden: int = 64
+    # layers of the random-weights LSTM used when no bundle exists
     random_layers: int = 2
+    # window, frames, of the random-weights LSTM used when no bundle exists
     random_window: int = 32
 
 
@@ -143,14 +159,16 @@ class Supervisor:
 
 @dataclass(frozen=True)
 class CnnRecipe:
-    # per-frame ResNet-18 fine-tuning (the lecture's first notebook)
+    # epochs of per-frame ResNet-18 fine-tuning (the lecture's first notebook)
     epochs: int = 3
+    # frames per training batch
     batch_size: int = 64
+    # Adam's learning rate
     lr: float = 1e-3
     # DataLoader worker processes
     workers: int = 2
-    # start from ImageNet weights ("imagenet") or from scratch ("none")
-    weights: str = "none"
+    # start from torchvision's ImageNet weights (must be on this machine) or from scratch
+    weights: WeightsChoice = "none"
     # frames taken per second of video by `prepare`
     frames_per_second: float = 25.0
     # bfloat16 autocast on capable CPUs, AMP on GPU
@@ -165,20 +183,26 @@ class CnnRecipe:
 
 @dataclass(frozen=True)
 class LstmRecipe:
-    # LSTM over 32-frame feature sequences (the lecture's third notebook)
+    # hidden size of the LSTM over feature sequences (the lecture's third notebook)
     hidden: int = 64
+    # stacked LSTM layers
     layers: int = 1
+    # frames per window the LSTM reads, in training and live (the bundle carries it to the LSTM worker)
     window: int = 32
-    # stride between windows sampled from one video
+    # stride between training windows sampled from one video, frames
     window_stride: int = 4
+    # passes over the training windows
     epochs: int = 30
+    # windows per training batch
     batch_size: int = 64
+    # Adam's learning rate
     lr: float = 3e-3
+    # dropout between stacked LSTM layers (training only; no effect with one layer)
     dropout: float = 0.0
     # seed for weight init and shuffling, so runs repeat
     seed: int = 0
-    # what the LSTM reads per frame: "features" (x_t) or "differences" (x_t - x_{t-1}), see models/sequence_inputs.py
-    inputs: str = "differences"
+    # what the LSTM reads per frame: features x_t, or differences x_t - x_{t-1} (models/sequence_inputs.py)
+    inputs: SequenceInputsChoice = "differences"
     # training only: zero this fraction of a window's input channels (same channels at every step)
     input_dropout: float = 0.5
 
@@ -187,24 +211,27 @@ class LstmRecipe:
 class Data:
     # UCF101-layout root (with UCF-101/ and ucfTrainTestlist/)
     ucf_root: str = "data/synthetic"
-    # classes to use; empty means every class in classInd.txt
+    # classes to train on; empty: the lecture's five when the data has them all, else every class in classInd.txt
     classes: tuple[str, ...] = ()
-    # which official split (1, 2 or 3)
-    split: int = 1
+    # which of UCF101's official train/test splits
+    split: SplitChoice = 1
     # where prepare/extract/train write their outputs
     work_dir: str = "runs/train"
-    # preprocessing preset shared by training and the live workers
+    # short side of a frame after resizing, pixels, in training (the bundle carries it to the live pipeline)
     resize: int = 256
+    # side of the square center crop taken after resizing, pixels, in training (carried by the bundle)
     crop: int = 224
 
 
 @dataclass(frozen=True)
 class SyntheticSet:
-    # the generated action set `run.py demo` trains on (written in UCF101's layout to data.ucf_root)
+    # clips per activity in the generated set `run.py demo` trains on (UCF101's layout, in data.ucf_root)
     clips_per_class: int = 40
+    # frames per generated clip
     frames_per_clip: int = 64
     # groups per class; the lowest ~30% are the test split, as in UCF101
     groups: int = 10
+    # seed of every generated clip, so the set repeats
     seed: int = 0
 
 
@@ -312,6 +339,13 @@ def _build_section(section_type: type, section_name: str, values: dict[str, obje
 
 
 def _coerce(value: object, expected: object, name: str, origin: str) -> object:
+    if typing.get_origin(expected) is typing.Literal:
+        choices = typing.get_args(expected)
+        # `type(...) is`: True == 1 and 1.0 == 1 in Python, but neither is the choice 1
+        if not any(type(value) is type(choice) and value == choice for choice in choices):
+            raise ConfigError(f"{origin}: {name} must be one of {', '.join(_toml_value(c) for c in choices)}; "
+                              f"got {value!r}")
+        return value
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if typing.get_origin(expected) is tuple:

@@ -25,6 +25,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from configs.exit_codes import ExitCode
 from configs.settings import Config, add_config_arguments, from_args
 from models import bundle
 from models.files import write_json_atomically
@@ -243,9 +244,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     console = Console()
-    try:
-        results = evaluate(from_args(args), console, args.streams)
-    except (FramesError, bundle.BundleError) as error:
-        console.print(f"[red]evaluate: {error}", soft_wrap=True)
-        return 1
-    return 0 if results["streamed_vs_offline"]["within_tolerance"] else 1
+    results = evaluate(from_args(args), console, args.streams)
+    return ExitCode.OK if results["streamed_vs_offline"]["within_tolerance"] else ExitCode.FAILED

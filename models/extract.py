@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
+from configs.exit_codes import ExitCode
 from configs.settings import Config, add_config_arguments, from_args
 from models import bundle
 from models.files import write_atomically
@@ -145,9 +146,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     console = Console()
-    try:
-        extract(from_args(args), console)
-    except (FramesError, bundle.BundleError) as error:
-        console.print(f"[red]extract: {error}", soft_wrap=True)
-        return 1
-    return 0
+    extract(from_args(args), console)
+    return ExitCode.OK

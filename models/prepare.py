@@ -22,6 +22,7 @@ import cv2
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from configs.exit_codes import ExitCode
 from configs.settings import Config, add_config_arguments, from_args
 from models import ucf101
 from models.files import write_json_atomically
@@ -169,9 +170,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     console = Console()
-    try:
-        result = prepare(from_args(args), console)
-    except ucf101.DatasetLayoutError as error:
-        console.print(f"[red]prepare: {error}", soft_wrap=True)
-        return 1
-    return 0 if result.written or result.skipped else 1
+    result = prepare(from_args(args), console)
+    return ExitCode.OK if result.written or result.skipped else ExitCode.FAILED

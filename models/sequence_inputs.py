@@ -17,10 +17,14 @@ LSTM checkpoint (`metrics["inputs"]`); `checkpoint_inputs` reads it (old checkpo
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import torch
 
-INPUT_KINDS = ("features", "differences")
+from configs.settings import SequenceInputsChoice
+
+INPUT_KINDS = typing.get_args(SequenceInputsChoice)
 
 
 def check_kind(kind: str) -> str:

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import pathlib
-import sys
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from configs.exit_codes import ExitCode
 from configs.settings import ActionableError
 from models.files import write_json_atomically
 from models.synthetic import ACTIVITIES, render_clip
@@ -36,6 +36,10 @@ TEST_GROUP_FRACTION = 0.3  # UCF101 split 1 tests on groups 1-7 of 25 (28%)
 
 class SyntheticSetMismatchError(ActionableError, FileExistsError):
     """A synthetic set with different parameters already exists at the requested root."""
+
+
+class SyntheticSetParameterError(ActionableError, ValueError):
+    """Parameters that cannot make a usable set (too few groups or clips for both splits, ...)."""
 
 
 class PlannedClip(NamedTuple):
@@ -52,7 +56,8 @@ def number_of_test_groups(groups: int) -> int:
     straddle train and test. For 25 groups this gives 7, UCF101's split 1.
     """
     if groups < 2:
-        raise ValueError(f"need at least 2 groups to have both a train and a test split, got {groups}")
+        raise SyntheticSetParameterError(f"need at least 2 groups to have both a train and a test split, "
+                                         f"got {groups}")
     return min(groups - 1, max(1, int(groups * TEST_GROUP_FRACTION)))
 
 
@@ -122,11 +127,12 @@ def write_synthetic_set(
 def _check_parameters(clips_per_class: int, frames_per_clip: int, seed: int, groups: int) -> None:
     number_of_test_groups(groups)  # validates groups
     if clips_per_class < 2:
-        raise ValueError(f"clips_per_class must be at least 2 (one test and one train clip), got {clips_per_class}")
+        raise SyntheticSetParameterError(f"clips_per_class must be at least 2 (one test and one train clip), "
+                                         f"got {clips_per_class}")
     if frames_per_clip < 1:
-        raise ValueError(f"frames_per_clip must be at least 1, got {frames_per_clip}")
+        raise SyntheticSetParameterError(f"frames_per_clip must be at least 1, got {frames_per_clip}")
     if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
+        raise SyntheticSetParameterError(f"seed must be non-negative, got {seed}")
 
 
 def _marker_parameters(
@@ -246,18 +252,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        root = write_synthetic_set(
-            pathlib.Path(args.root),
-            clips_per_class=args.clips_per_class,
-            frames_per_clip=args.frames_per_clip,
-            seed=args.seed,
-            width=args.width,
-            height=args.height,
-            groups=getattr(args, "groups", 10),
-        )
-    except (SyntheticSetMismatchError, ValueError) as error:
-        print(f"make-synthetic: {error}", file=sys.stderr)
-        return 1
+    root = write_synthetic_set(
+        pathlib.Path(args.root),
+        clips_per_class=args.clips_per_class,
+        frames_per_clip=args.frames_per_clip,
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        groups=getattr(args, "groups", 10),
+    )
     print(f"synthetic set ready in {root}: videos in {root / VIDEO_DIR}, split lists in {root / SPLIT_DIR}")
-    return 0
+    return ExitCode.OK

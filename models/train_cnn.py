@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +19,18 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, RandomSampler
 
-from configs.settings import Config, add_config_arguments, from_args, replace
+from configs.exit_codes import ExitCode
+from configs.settings import Config, WeightsChoice, add_config_arguments, from_args, replace
 from models import bundle
 from models.frames import FrameDataset, FramesError, prepared_videos
 from models.networks import FrameCNN
 from models.normalize import normalize_batch
 from models.presets import Preset
-from models.pretrained import ImageNetWeightsMissing, imagenet_resnet18
+from models.pretrained import imagenet_resnet18
 from models.training_loop import Precision, choose_device, fit
 from models.training_report import EpochResult, TrainingReport
 
-WEIGHT_CHOICES = ("imagenet", "none")
+WEIGHT_CHOICES = typing.get_args(WeightsChoice)
 
 
 @dataclass
@@ -119,9 +121,5 @@ def main(args: argparse.Namespace) -> int:
     config = from_args(args)
     if args.weights:
         config = replace(config, "cnn", weights=args.weights)
-    try:
-        train_cnn(config, console)
-    except (ImageNetWeightsMissing, FramesError) as error:
-        console.print(f"[red]train-cnn: {error}", soft_wrap=True)
-        return 1
-    return 0
+    train_cnn(config, console)
+    return ExitCode.OK

@@ -20,6 +20,7 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, Dataset
 
+from configs.exit_codes import ExitCode
 from configs.settings import DEFAULT_BUNDLE, Config, add_config_arguments, from_args
 from models import bundle
 from models.extract import feature_path, load_features
@@ -173,9 +174,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     console = Console()
-    try:
-        train_lstm(from_args(args), args.bundle_out, console)
-    except (FramesError, bundle.BundleError) as error:
-        console.print(f"[red]train-lstm: {error}", soft_wrap=True)
-        return 1
-    return 0
+    train_lstm(from_args(args), args.bundle_out, console)
+    return ExitCode.OK

@@ -21,6 +21,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
+from models.hardware import cpu_supports_bf16
 from models.training_report import EpochResult, TrainingReport
 
 Batch = object
@@ -29,10 +30,6 @@ ToDevice = Callable[[Batch, torch.device], tuple[torch.Tensor, torch.Tensor]]
 
 def choose_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def cpu_bf16_supported() -> bool:
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ class Precision:
             return cls(device, None)
         if device.type == "cuda":
             return cls(device, torch.float16)
-        if device.type == "cpu" and cpu_bf16_supported():
+        if device.type == "cpu" and cpu_supports_bf16():
             return cls(device, torch.bfloat16)
         return cls(device, None)
 

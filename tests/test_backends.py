@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from configs.settings import DEFAULT_BUNDLE, load_config
+from configs.settings import DEFAULT_BUNDLE, ConfigError, load_config
 from models.presets import Preset, geometric
 from models.synthetic import SyntheticCamera
-from workers.backends import MIN_COSINE, available_backends, choose_backend, cosine_similarity
+from workers.backends import MIN_COSINE, Backend, available_backends, choose_backend, cosine_similarity
 from workers.loading import load_extractor, load_sequence_model
 
 WINDOW_AGREEMENT = 0.99
@@ -64,6 +64,7 @@ def test_backend_matches_float32_features_and_labels(setup, name):
         pytest.fail(f"backend {name} is not available on this machine; the project installs openvino and "
                     f"its CPUs have bf16")  # never skipped: a missing backend is a broken install
     backend = factories[name](load_extractor(config).extractor, preset)
+    assert isinstance(backend, Backend)  # name, depth, __call__, has_room, submit
     got = np.concatenate([backend(frames[i:i + 16]) for i in range(0, len(frames), 16)])
     assert got.shape == expected.shape and got.dtype == np.float32
     assert cosine_similarity(got, expected).min() >= MIN_COSINE >= 0.999
@@ -88,7 +89,7 @@ def test_choose_backend_refuses_unknown_names_and_a_missing_gpu(setup):
     with pytest.raises(ValueError, match="features.device"):
         choose_backend(extractor, preset, device="tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA device"):
+        with pytest.raises(ConfigError, match="no CUDA device"):
             choose_backend(extractor, preset, device="cuda")
 
 

@@ -36,6 +36,30 @@ def test_bad_keys_and_types_are_named(overrides, named):
     assert named in str(error.value)
 
 
+@pytest.mark.parametrize("override, allowed", [
+    ("features.backend=typo", '"auto", "torch", "openvino"'),
+    ("features.device=tpu", '"auto", "cpu", "cuda"'),
+    ("features.precision=half", '"auto", "fp32", "reduced"'),
+    ("sequence.inputs=deltas", '"features", "differences"'),
+    ("cnn.weights=pretrained", '"imagenet", "none"'),
+    ("data.split=4", "1, 2, 3"),
+    ("data.split=true", "1, 2, 3"),  # True == 1 in Python, but it is not the split 1
+    ("data.split='1'", "1, 2, 3"),
+])
+def test_a_value_outside_its_choices_names_the_key_and_the_allowed_values(override, allowed):
+    key = override.partition("=")[0]
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert f"{key} must be one of {allowed}" in str(error.value)
+
+
+def test_every_choice_is_accepted():
+    config = load_config(None, ["features.backend=openvino", "features.device=cpu", "features.precision=fp32",
+                                "sequence.inputs=features", "cnn.weights=imagenet", "data.split=3"])
+    assert (config.features.backend, config.features.device, config.features.precision) == ("openvino", "cpu", "fp32")
+    assert (config.sequence.inputs, config.cnn.weights, config.data.split) == ("features", "imagenet", 3)
+
+
 def test_unknown_key_in_a_file_names_the_file_and_the_key(tmp_path):
     path = tmp_path / "typo.toml"
     path.write_text("[lstm]\nevict_after = 3\n")

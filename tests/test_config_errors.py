@@ -57,11 +57,23 @@ def assert_refused(tmp_path: Path, code: int, stderr: str, *expected: str) -> No
     (["capture.fpz=3"], ["unknown key capture.fpz", "known keys in [capture]: fps"]),
     (["capture.fps=fast"], ["capture.fps must be float, got str 'fast'"]),
     (["capturing.fps=3"], ["unknown section [capturing]"]),
+    (["features.backend=typo"], ['features.backend must be one of "auto", "torch", "openvino"', "got 'typo'"]),
+    (["features.device=gpu"], ['features.device must be one of "auto", "cpu", "cuda"', "got 'gpu'"]),
+    (["features.precision=bf16"], ['features.precision must be one of "auto", "fp32", "reduced"']),
+    (["cnn.weights=imagenet1k"], ['cnn.weights must be one of "imagenet", "none"']),
 ])
 def test_unknown_keys_and_wrong_types_stop_up_at_once(tmp_path, sets, expected):
     code, stderr, seconds = up(tmp_path, *sets)
     assert_refused(tmp_path, code, stderr, *expected)
     assert seconds < 20
+
+
+def test_a_choice_outside_its_values_in_a_config_file_names_the_file_and_the_values(tmp_path):
+    config = tmp_path / "site.toml"
+    config.write_text('[sequence]\ninputs = "diffs"\n')
+    code, stderr, _ = up(tmp_path, config_file=config)
+    assert_refused(tmp_path, code, stderr, f"run.py up: error: {config}: sequence.inputs must be one of "
+                   '"features", "differences"; got \'diffs\'')
 
 
 def test_a_bad_value_in_a_config_file_names_the_file(tmp_path):

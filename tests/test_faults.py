@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from configs.exit_codes import ExitCode
 from configs.settings import load_config
 from streamer.capture.process import LatestSlot, Reader
 from streamer.transport.sockets import StopFlag, bind_problem
 from streamer.capture.sources import SourceFrame
-from streamer.ops.supervisor import CONFIG_ERROR, Child, supervise
+from streamer.ops.supervisor import Child, supervise
 from tests.support.pipeline import Listener, Pipeline, is_label, is_stats
 
 FEATURE_SEND_HWM = 64  # the feature worker's PUSH high-water mark: max(64, 4 * features.max_batch)
@@ -158,7 +159,7 @@ def test_a_worker_whose_configuration_cannot_work_stops_everything(tmp_path):
     healthy = python_child("features:0", "import time; time.sleep(60)", tmp_path)
     started = time.monotonic()
     code = supervise([broken, healthy], config, StopFlag(), seconds=30.0)
-    assert code == CONFIG_ERROR
+    assert code == ExitCode.USER_ERROR
     assert time.monotonic() - started < 10
     assert broken.restarts == 0 and healthy.exit_code() is not None, "everything is stopped, nothing restarted"
 

@@ -1,4 +1,5 @@
-"""The README stays true: every config key is documented, and the dashboard snippet works."""
+"""The README stays true: its settings and exit-code tables are generated from the code, and the
+dashboard snippet works."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import zmq
 
+from configs import reference, settings
+from configs.exit_codes import ExitCode
 from configs.settings import Config
 from streamer.transport import wire
 from tests.conftest import free_port
@@ -18,12 +21,34 @@ from tests.conftest import free_port
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
-def test_every_config_key_is_documented():
-    config = Config()
-    for section in dataclasses.fields(config):
-        assert f"**[{section.name}]**" in README, section.name
-        for key in dataclasses.fields(getattr(config, section.name)):
-            assert f"| `{key.name}` |" in README, f"{section.name}.{key.name} is not in the README"
+def test_the_settings_and_exit_code_tables_are_what_the_code_says():
+    assert reference.rewrite(README) == README, "the README is stale: run python -m configs.reference --write README.md"
+
+
+def test_each_setting_has_a_comment_of_its_own():
+    """One comment per field: no two settings of a section share a meaning (a shared comment once
+    described four different `sequence` settings as 'stride between windows')."""
+    settings_file = Path(settings.__file__)
+    for section in dataclasses.fields(Config):
+        section_type = type(getattr(Config(), section.name))
+        meanings = [reference.comment(settings_file, section_type.__name__, key.name)
+                    for key in dataclasses.fields(section_type)]
+        shared = {meaning for meaning in meanings if meanings.count(meaning) > 1}
+        assert not shared, f"[{section.name}]: several settings share the comment {shared}"
+
+
+def test_a_stale_readme_is_caught(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(README.replace("| `window_stride` | `4` | ", "| `window_stride` | `8` | "))
+    assert reference.main(["--check", str(readme)]) == 1
+    assert reference.main(["--write", str(readme)]) == 0
+    assert readme.read_text() == README
+
+
+def test_choices_are_listed_and_exit_codes_named():
+    assert '| `backend` | `"auto"` | ' in README and '`"auto"`, `"torch"`, `"openvino"`' in README
+    for code in ExitCode:
+        assert f"| {code.value} | `{code.name}` |" in README
 
 
 def test_the_dashboard_snippet_prints_labels_of_its_stream_only(zmq_context):

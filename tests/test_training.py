@@ -17,6 +17,7 @@ import torch
 from rich.console import Console
 
 import run
+from configs.exit_codes import ExitCode
 from configs.settings import load_config, replace
 from models import bundle, pretrained
 from models.evaluate import evaluate
@@ -218,7 +219,8 @@ def test_imagenet_without_the_file_gives_the_clear_error(pipeline, tmp_path, mon
     assert str(expected) in str(error.value) and pretrained.WEIGHTS.url in str(error.value)
     assert "--weights none" in str(error.value)
     code = run.main(["train-cnn", "--weights", "imagenet", "--set", f'data.work_dir="{pipeline["work_dir"]}"'])
-    assert code == 1 and "resnet18-f37072fd.pth" in capsys.readouterr().out
+    printed = capsys.readouterr().err
+    assert code == ExitCode.USER_ERROR and "run.py train-cnn: error:" in printed and "resnet18-f37072fd.pth" in printed
 
 
 def test_imagenet_file_is_checked_and_loaded(tmp_path, monkeypatch):

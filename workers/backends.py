@@ -6,13 +6,14 @@ model, so a GPU receives 1-byte pixels, not 4-byte floats.
 
 - TorchCuda: pinned host staging buffers both ways, non-blocking copies on a side stream, half
   precision, the stream synchronised before the result is read.
-- TorchCpu: channels-last; bfloat16 autocast where the CPU supports it, else float32.
+- TorchCpu: channels-last; bfloat16 autocast where the CPU supports it (models/hardware.py),
+  else float32.
 - OpenVinoCpu (workers/openvino_backend.py): bfloat16 where the CPU has it; the fastest on CPUs.
 `choose_backend` picks one for this machine unless the config names one (`features.backend`,
 `features.device`, `features.precision`), keeps it only if its features match torch float32
 (cosine >= MIN_COSINE on synthetic-camera frames), and logs which one runs.
 
-Two ways to call a backend: `backend(images)` returns the features; `backend.submit(images, wake)`
+Two ways to call a backend (the `Backend` protocol): `backend(images)` returns the features; `backend.submit(images, wake)`
 starts a batch and returns a handle (`done()`, `wait()`, `result()`), so the feature worker can
 keep up to `backend.depth` batches running while it collects the next (OpenVINO: one infer
 request per core group). The torch backends run `submit` at once (depth 1).
@@ -22,11 +23,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Callable
+import typing
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+from configs.settings import BackendChoice, ConfigError, DeviceChoice, PrecisionChoice
+from models.hardware import cpu_supports_bf16
 from models.networks import FeatureExtractor
 from models.normalize import normalize_batch
 from models.presets import Preset
@@ -34,13 +38,41 @@ from models.presets import Preset
 log = logging.getLogger(__name__)
 
 MIN_COSINE = 0.999  # a backend whose features differ more than this from float32 is not used
-BACKENDS = ("auto", "torch", "openvino")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "reduced")
+BACKENDS = typing.get_args(BackendChoice)
+DEVICES = typing.get_args(DeviceChoice)
+PRECISIONS = typing.get_args(PrecisionChoice)
 
 
-def cpu_supports_bf16() -> bool:
-    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+class PendingBatch(Protocol):
+    """A batch started by `Backend.submit`."""
+
+    def done(self) -> bool: ...
+
+    def wait(self) -> None: ...
+
+    def result(self) -> np.ndarray:
+        """float32 features [N, 512], in the order of the submitted frames."""
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the feature worker and the bench need from an inference backend (TorchCpu, TorchCuda, OpenVinoCpu)."""
+
+    name: str  # what runs, for logs and reports, e.g. "openvino-cpu-bf16"
+    depth: int  # batches `submit` can keep running at once
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """uint8 RGB frames [N, H, W, 3] -> float32 features [N, 512], computed in the call."""
+        ...
+
+    def has_room(self) -> bool:
+        """Whether `submit` can start a batch now."""
+        ...
+
+    def submit(self, images: np.ndarray, wake: Callable[[], None] | None = None) -> PendingBatch:
+        """Start a batch; `wake()` is called (from any thread) when it is done."""
+        ...
 
 
 def configure_threads(settings) -> None:
@@ -159,7 +191,7 @@ def _setting(settings, name: str, default):
 
 
 def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str = "auto", device: str = "auto",
-                   max_batch: int = 16, settings=None) -> object:
+                   max_batch: int = 16, settings=None) -> Backend:
     """The fastest backend for this machine (or the one the config names), checked against float32.
 
     Order on `auto`: CUDA (float16) when a GPU is visible, else OpenVINO (bfloat16 where the CPU
@@ -170,23 +202,23 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
     """
     precision = _setting(settings, "precision", "auto")
     if backend not in BACKENDS:
-        raise ValueError(f"features.backend {backend!r}: choose {', '.join(BACKENDS)}")
+        raise ConfigError(f"features.backend {backend!r}: choose {', '.join(BACKENDS)}")
     if device not in DEVICES:
-        raise ValueError(f"features.device {device!r}: choose {', '.join(DEVICES)}")
+        raise ConfigError(f"features.device {device!r}: choose {', '.join(DEVICES)}")
     if precision not in PRECISIONS:
-        raise ValueError(f"features.precision {precision!r}: choose {', '.join(PRECISIONS)}")
+        raise ConfigError(f"features.precision {precision!r}: choose {', '.join(PRECISIONS)}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("features.device = cuda but no CUDA device is visible; set features.device=auto or cpu")
+        raise ConfigError("features.device = cuda but no CUDA device is visible; set features.device=auto or cpu")
     use_cuda = device == "cuda" or (device == "auto" and backend != "openvino" and torch.cuda.is_available())
     if backend == "openvino" and (device == "cuda" or not _openvino_available()):
-        raise RuntimeError("features.backend = openvino needs the CPU (features.device=cpu) and the openvino "
+        raise ConfigError("features.backend = openvino needs the CPU (features.device=cpu) and the openvino "
                            "package (pip install openvino); or set features.backend=auto")
     reduced = precision != "fp32"
     reference = TorchCpu(extractor, preset, bfloat16=False)
     if use_cuda:
         candidate = TorchCuda(extractor, preset, max_batch=max_batch) if reduced else None
         if candidate is None:
-            raise RuntimeError("features.precision = fp32 on CUDA is not offered; use features.precision=auto")
+            raise ConfigError("features.precision = fp32 on CUDA is not offered; use features.precision=auto")
     elif backend in ("auto", "openvino") and _openvino_available():
         from workers.openvino_backend import OpenVinoCpu
 
@@ -213,7 +245,7 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
     return candidate
 
 
-def available_backends(settings=None) -> list[tuple[str, Callable[[FeatureExtractor, Preset], object]]]:
+def available_backends(settings=None) -> list[tuple[str, Callable[[FeatureExtractor, Preset], Backend]]]:
     """(name, factory(extractor, preset)) for every backend this machine can run; torch float32 first."""
     max_batch = _setting(settings, "max_batch", 16)
     found: list[tuple[str, Callable]] = [("torch-fp32", lambda e, p: TorchCpu(e, p, bfloat16=False))]

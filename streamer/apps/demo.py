@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from configs.exit_codes import ExitCode
 from configs.settings import CONFIG_DIR, Config, load_config
 from streamer.transport.sockets import StopFlag
 from streamer.apps.subscriber import View, subscribe
@@ -106,4 +107,4 @@ def main(args: argparse.Namespace) -> int:
                         handlers=[RichHandler(console=console, show_path=False)])
     config = load_config(args.config, args.overrides)
     view = run_demo(config, seconds=args.seconds, streams=args.streams, retrain=args.retrain, console=console)
-    return 0 if view.labels else 1
+    return ExitCode.OK if view.labels else ExitCode.FAILED

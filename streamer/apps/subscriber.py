@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from configs.exit_codes import ExitCode
 from configs.settings import Config, add_config_arguments, from_args
 from streamer.transport import wire
 from streamer.transport.sockets import StopFlag, make_socket
@@ -169,4 +170,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     config = from_args(args)
     view = subscribe(config, args.stream, as_json=args.json, count=args.count, seconds=args.seconds)
-    return 0 if (not args.count or view.labels >= args.count) else 1
+    return ExitCode.OK if (not args.count or view.labels >= args.count) else ExitCode.FAILED

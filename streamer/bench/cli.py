@@ -33,6 +33,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from configs.exit_codes import ExitCode
 from configs.settings import Config, add_config_arguments, from_args
 from streamer.bench.checks import checks
 from streamer.bench.pipeline import PipelineFailed, bench_config, run_pipeline
@@ -140,7 +141,7 @@ def main(args: argparse.Namespace) -> int:
         report = run_bench(args, console=console)
     except PipelineFailed as error:
         console.print(f"[red]bench failed:[/] {error}")
-        return 1
+        return ExitCode.FAILED
     console.print(render(report))
     console.print(render_stages(report))
     console.print(render_summary(report))
@@ -149,4 +150,4 @@ def main(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=2, default=float))
         console.print(f"report written to {path}")
-    return 0
+    return ExitCode.OK

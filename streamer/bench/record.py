@@ -26,6 +26,11 @@ GROUP_HELP = {
     "other": "what no stage covers (packing, bookkeeping between stages)",
 }
 MIN_LABELS_PER_TENTH = 100  # fewer, and "p99 of a tenth" is one unlucky frame
+# One row per label received: its stream's index in Recorder.streams, the capture time, the
+# end-to-end latency (ms), one column per stage group (ms), whether it was settled and correct,
+# and its sequence number. COLUMN names each column's index in the summary's array.
+COLUMNS = ("stream", "t_capture", "latency_ms", *GROUPS, "settled", "correct", "seq")
+COLUMN = {name: index for index, name in enumerate(COLUMNS)}
 
 
 @dataclass
@@ -33,7 +38,7 @@ class Recorder:
     """Everything received, kept as plain rows so summarising is a few numpy calls."""
 
     streams: list[str]
-    rows: list[tuple] = field(default_factory=list)  # (stream index, t_capture, latency ms, *group ms, settled, correct, seq)
+    rows: list[tuple] = field(default_factory=list)  # one tuple per label, in the order of COLUMNS
     first_label: dict[str, float] = field(default_factory=dict)
     last_capture: dict[str, float] = field(default_factory=dict)  # newest t_capture labelled, per stream
     stats: dict[str, list[tuple[float, dict]]] = field(default_factory=lambda: defaultdict(list))
@@ -65,8 +70,9 @@ class Recorder:
         ]
         groups.append(latency - sum(groups))
         settled = is_settled(label)
-        self.rows.append((index, label.t_capture, latency, *groups, settled, settled and label.label == label.truth,
-                          label.seq))
+        row = {"stream": index, "t_capture": label.t_capture, "latency_ms": latency, **dict(zip(GROUPS, groups)),
+               "settled": settled, "correct": settled and label.label == label.truth, "seq": label.seq}
+        self.rows.append(tuple(row[name] for name in COLUMNS))
 
     def add_stats(self, stats: wire.Stats) -> None:
         self.stats[stats.process].append((stats.t, stats.counters))
@@ -98,16 +104,16 @@ LSTM_COUNTERS = ("labels", "dropped", "steps", "gaps")
 def summarize(recorder: Recorder, t_start: float, t_end: float) -> dict:
     """The report for labels whose frame was captured in [t_start, t_end) (pure: no I/O)."""
     seconds = max(1e-9, t_end - t_start)
-    rows = np.array([r for r in recorder.rows if t_start <= r[1] < t_end], dtype=np.float64).reshape(-1, 14)
-    group_columns = {name: 3 + i for i, name in enumerate(GROUPS)}
+    t_capture, latency_ms, stream = COLUMN["t_capture"], COLUMN["latency_ms"], COLUMN["stream"]
+    rows = np.array([r for r in recorder.rows if t_start <= r[t_capture] < t_end],
+                    dtype=np.float64).reshape(-1, len(COLUMNS))
 
     def block(selected: np.ndarray) -> dict:
-        latency = selected[:, 2]
+        latency = selected[:, latency_ms]
         mean_latency = float(latency.mean()) if latency.size else 0.0
-        stages = {name: float(selected[:, column].mean()) if latency.size else 0.0
-                  for name, column in group_columns.items()}
-        judged, correct = int(selected[:, 11].sum()), int(selected[:, 12].sum())
-        seqs = selected[:, 13]
+        stages = {name: float(selected[:, COLUMN[name]].mean()) if latency.size else 0.0 for name in GROUPS}
+        judged, correct = int(selected[:, COLUMN["settled"]].sum()), int(selected[:, COLUMN["correct"]].sum())
+        seqs = selected[:, COLUMN["seq"]]
         return {
             "labels": int(latency.size),
             "throughput_labels_per_s": latency.size / seconds,
@@ -123,7 +129,7 @@ def summarize(recorder: Recorder, t_start: float, t_end: float) -> dict:
 
     streams = {}
     for index, name in enumerate(recorder.streams):
-        item = block(rows[rows[:, 0] == index])
+        item = block(rows[rows[:, stream] == index])
         counts, _, totals = _counter_delta(recorder.stats.get(f"capture:{name}", []), CAPTURE_COUNTERS, t_start, t_end)
         item["capture"] = {k: int(v) for k, v in counts.items()}
         item["capture_total"] = {k: int(v) for k, v in totals.items()}
@@ -166,11 +172,12 @@ def summarize(recorder: Recorder, t_start: float, t_end: float) -> dict:
     }
 
     tenth = seconds / 10
-    first = rows[rows[:, 1] < t_start + tenth][:, 2]
-    last = rows[rows[:, 1] >= t_end - tenth][:, 2]
+    captured = rows[:, t_capture]
+    first = rows[captured < t_start + tenth][:, latency_ms]
+    last = rows[captured >= t_end - tenth][:, latency_ms]
     by_tenth = []
     for k in range(10):
-        inside = rows[(rows[:, 1] >= t_start + k * tenth) & (rows[:, 1] < t_start + (k + 1) * tenth)][:, 2]
+        inside = rows[(captured >= t_start + k * tenth) & (captured < t_start + (k + 1) * tenth)][:, latency_ms]
         spread = percentiles(inside)
         by_tenth.append({"p50": spread["p50"], "p99": spread["p99"], "labels": int(inside.size)})
     first_p99 = percentiles(first)["p99"]

@@ -25,6 +25,7 @@ from typing import Callable
 
 import zmq
 
+from configs.exit_codes import ExitCode
 from configs.settings import Config, ConfigError, add_config_arguments, from_args
 from models.capture_preset import capture_preset
 from models.presets import geometric
@@ -291,13 +292,11 @@ class Reader(threading.Thread):
                 "stuck_readers": len([c for c in self._stuck if c.is_alive()])}
 
 
-RESTART_ME = 3  # exit code asking `run.py up` for a fresh process (readers stuck in the driver, or a bug)
-
-
 def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = None) -> int:
-    """Capture `spec` as stream `stream` until stopped or the source ends. Returns an exit code."""
+    """Capture `spec` as stream `stream` until stopped or the source ends. Returns an exit code: a
+    source that failed for good (its error already logged) is USER_ERROR, so `up` does not restart it."""
     if not wire.STREAM_NAME.match(stream):
-        raise ValueError(f"stream name {stream!r} must match {wire.STREAM_NAME.pattern}")
+        raise ConfigError(f"--stream {stream!r}: a stream name must match {wire.STREAM_NAME.pattern}")
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
     preset = capture_preset(config)
     context = zmq.Context()
@@ -368,8 +367,8 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         log.info("capture %s done (%s): %d read, %d sent, %d dropped", stream, reason, reader.frames_read, sent,
                  slot.dropped)
         if reader.stuck_exit or reader.crashed:
-            return RESTART_ME
-        return 2 if reader.fatal_error else 0
+            return ExitCode.RESTART_ME
+        return ExitCode.USER_ERROR if reader.fatal_error else ExitCode.OK
     finally:
         stop.set()
         reader.join(timeout=2.0)
@@ -394,14 +393,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(f"capture:{args.stream}")
-    if not wire.STREAM_NAME.match(args.stream):
-        log.error("stream name %r must match %s", args.stream, wire.STREAM_NAME.pattern)
-        return 2
-    try:
-        code = run_capture(args.source, args.stream, from_args(args))
-    except ConfigError as error:  # a bad config value, or CURVE keys missing
-        log.error("%s", error)
-        return 2
+    code = run_capture(args.source, args.stream, from_args(args))
     if any(isinstance(t, Connection) and t.is_alive() for t in threading.enumerate()):
         # A connection still blocked inside FFmpeg would be torn down by the interpreter's exit
         # (glibc then aborts: "exception not rethrown"); sockets are closed, so leave at once.

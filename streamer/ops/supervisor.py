@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import zmq
 
+from configs.exit_codes import ExitCode
 from configs.settings import Config, ConfigError, add_config_arguments, config_to_toml, from_args
 from streamer.transport import wire
 from streamer.runtime.lifetime import supervised_environment
@@ -37,8 +38,6 @@ from streamer.capture.sources import SourceError, check_source
 log = logging.getLogger("up")
 
 RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
-CAPTURE_GAVE_UP = 2  # exit code of a capture whose source failed for good (bad path, bad URL scheme)
-CONFIG_ERROR = 2  # exit code of a worker whose configuration cannot work: restarting would not help
 
 
 @dataclass
@@ -75,8 +74,8 @@ def frame_endpoints(config: Config) -> list[str]:
         return listed[:workers]
     first = urlparse(listed[0])
     if first.scheme != "tcp" or first.port is None:
-        raise ValueError(f"{workers} feature workers need {workers} frames endpoints; list them in endpoints.frames "
-                         f"separated by commas")
+        raise ConfigError(f"{workers} feature workers need {workers} frames endpoints; list them in endpoints.frames "
+                          f"separated by commas")
     host = first.hostname
     return [f"tcp://{host}:{first.port + i}" for i in range(workers)]
 
@@ -101,7 +100,7 @@ def plan(config: Config, sources: list[str], config_path: Path) -> list[Child]:
     names = [c.name for c in children]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
-        raise ValueError(f"two sources share the stream name(s) {sorted(duplicates)}; name them with NAME=SOURCE")
+        raise ConfigError(f"two sources share the stream name(s) {sorted(duplicates)}; name them with NAME=SOURCE")
     return children
 
 
@@ -215,7 +214,7 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
             stop.wait(0.1)
             fatal = [child for child in children if _check(child, config) == "fatal"]
             if fatal:
-                code = CONFIG_ERROR
+                code = ExitCode.USER_ERROR
                 break
             captures = [c for c in children if c.is_capture]
             if captures and all(c.finished for c in captures):
@@ -251,12 +250,13 @@ def _check(child: Child, config: Config) -> str | None:
         return None
     now = time.monotonic()
     if child.died_at is None:
-        if child.is_capture and code in (0, CAPTURE_GAVE_UP):
+        # A capture whose source ended or failed for good (bad path, bad URL scheme) is done.
+        if child.is_capture and code in (ExitCode.OK, ExitCode.USER_ERROR):
             child.finished = True
             log.info("%s exited (%s); not restarting", child.name,
                      "source ended" if code == 0 else f"source failed for good, see {child.log_path}")
             return None
-        if not child.is_capture and code == CONFIG_ERROR:
+        if not child.is_capture and code == ExitCode.USER_ERROR:
             child.finished = True
             log.error("%s exited with code %d: its configuration cannot work, so restarting it would not help; "
                       "stopping. Its log %s ends: %s", child.name, code, child.log_path, last_log_line(child.log_path))
@@ -353,8 +353,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     setup_logging("up")
-    try:
-        return run_up(from_args(args), args.source, args.seconds)
-    except ConfigError as error:
-        print(f"run.py up: error: {error}", file=sys.stderr)
-        return CONFIG_ERROR
+    return run_up(from_args(args), args.source, args.seconds)

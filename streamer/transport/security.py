@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import threading
 from pathlib import Path
 
@@ -219,16 +218,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        security = from_args(args).security
-    except ConfigError as error:
-        print(f"run.py keys: error: {error}", file=sys.stderr)
-        return 2
+    security = from_args(args).security
     clients = [security.client_key] + [name for name in args.client if name != security.client_key]
     bad = [name for name in clients if not name or "/" in name or name.startswith(".")]
     if bad:
-        print(f"run.py keys: error: client names must be plain file names, got {bad}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"client names must be plain file names, got {bad}")
     made = make_keys(security, clients)
     root = Path(security.keys_dir)
     print(f"keys in {root}: " + (f"made {len(made)} file(s)" if made else "all present, nothing changed"))

@@ -28,7 +28,7 @@ SCHEMA_VERSION = 1
 # anything is allocated.
 MAX_FRAME_SIDE = 8192
 MAX_FEATURE_DIM = 65536
-STREAM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+STREAM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: "$" would also match before a final newline
 
 FRAME = "frame"
 FEATURE = "feature"
