@@ -352,7 +352,9 @@ def prepare(config: Config, sources: list[str], config_name: str = "up-config.to
     log_dir = Path(config.supervisor.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     config_path = log_dir / config_name
-    config_path.write_text(config_to_toml(config))  # children see exactly what was resolved here
+    with open_private_log(config_path) as file:  # children see exactly what was resolved here
+        file.truncate(0)
+        file.write(config_to_toml(config).encode())
     return plan(config, sources, config_path)
 
 
