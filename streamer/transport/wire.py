@@ -40,7 +40,8 @@ STREAM_NAME_RULE = "1 to 64 letters or digits (any script), '_', '.', ':' or '-'
 # and msgpack refuses longer strings, arrays and maps while unpacking.
 MAX_HEADER_BYTES = 32 * 1024
 MAX_TEXT = 1024  # characters in any string field
-MAX_ITEMS = 256  # entries in any list or map (top_k, stages, counters)
+MAX_ITEMS = 1024  # entries in any list or map (top_k, stages, counters: up has one per process)
+MAX_KEY = 128  # characters in a counter's or stage's name ("restarts_capture:" + a stream name)
 
 FRAME = "frame"
 FEATURE = "feature"
@@ -424,10 +425,10 @@ def _optional_str(header: dict, key: str) -> str | None:
 def _number_map(header: dict, key: str) -> dict[str, float]:
     value = header.get(key)
     if not isinstance(value, dict) or not all(
-        isinstance(k, str) and len(k) <= 64 and isinstance(v, (int, float)) and not isinstance(v, bool)
+        isinstance(k, str) and len(k) <= MAX_KEY and isinstance(v, (int, float)) and not isinstance(v, bool)
         for k, v in value.items()
     ):
-        raise WireError("field", f"{key} must map names (at most 64 characters) to numbers")
+        raise WireError("field", f"{key} must map names (at most {MAX_KEY} characters) to numbers")
     if not all(math.isfinite(v) for v in value.values()):
         raise WireError("not_finite", f"{key} holds NaN or infinity")
     return {k: float(v) for k, v in value.items()}
