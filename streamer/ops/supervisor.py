@@ -33,8 +33,7 @@ from streamer.transport import wire
 from streamer.runtime.lifetime import supervised_environment
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, bind_problem, make_socket, split_endpoints, warn_if_exposed
-from streamer.capture.process import SOURCE_VARIABLE
-from streamer.capture.sources import SourceError, check_source
+from streamer.capture.sources import SOURCE_VARIABLE, SourceError, check_source
 
 log = logging.getLogger("up")
 

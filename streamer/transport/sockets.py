@@ -148,8 +148,9 @@ class StopFlag:
             signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        if self._signalled:
-            os._exit(128 + signum)  # asked twice: leave now
+        if self._signalled:  # asked twice: leave now
+            os.write(2, f"{signal.Signals(signum).name} again: exiting at once\n".encode())
+            os._exit(128 + signum)
         self._signalled = True
         if self._hard_exit_s > 0:
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
