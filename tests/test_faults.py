@@ -60,8 +60,8 @@ def test_killed_processes_are_restarted_labels_resume_and_nothing_piles_up(tmp_p
                                       f"supervisor stats counting {number} restart(s)")
             assert stats.message.counters[f"restarts_{child}"] == 1
             check_nothing_piled_up(listener, child, wall_kill, t_restarted)
-        # The killed capture came back as a new session: its window started again. (Frames it captured
-        # before the kill may still be labelled after the restart, late under load: those are skipped.)
+        # The killed capture came back as a new session: its window started again.
+        # (labels of frames the old session captured before the kill may still arrive after it)
         after = [item for item in listener.labels("cam0", since=t_restarted) if item.message.t_capture > wall_kill]
         assert after and after[0].message.warming and after[0].message.frames_in_window == 1
     for child, (restart_s, resume_s) in figures.items():
