@@ -20,8 +20,8 @@ import os
 import queue
 import secrets
 import threading
-import traceback
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Callable
 

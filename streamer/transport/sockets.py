@@ -15,7 +15,6 @@ import select
 import signal
 import socket
 import threading
-import time
 from urllib.parse import urlparse
 
 import zmq
@@ -167,10 +166,9 @@ class StopFlag:
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`, returning early (True) once stopped. Safe from any thread."""
         if not self._stopped:
-            try:
-                select.select([self._reader], [], [], max(0.0, seconds))
-            except (OSError, ValueError):
-                time.sleep(max(0.0, seconds))  # closed: just sleep
+            poller = select.poll()  # one per call: a poll object must not be shared between threads
+            poller.register(self._reader, select.POLLIN)
+            poller.poll(max(0.0, seconds) * 1000)
         return self._stopped
 
     def fileno(self) -> int:
