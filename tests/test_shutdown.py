@@ -4,14 +4,15 @@
   moments from "children still starting" to "children running"; every time, every child (a real
   `run.py` process) is gone within seconds.
 - A grandchild of `up` does not inherit the variable that names `up`.
-- A process hammered with two SIGTERMs while its main loop waits on the stop flag always ends
-  (the old flag's `threading.Event.set()` in the handler could deadlock there); a second signal
-  exits at once, and a shutdown that hangs is ended by the kernel after the hard limit.
+- A process hammered with bursts of SIGTERMs while its main loop waits on the stop flag always
+  ends (the former flag's `threading.Event.set()` in the handler could deadlock there); a second
+  signal exits at once, and a shutdown that hangs is ended by the kernel after the hard limit.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -137,23 +138,32 @@ def start_hammered(hard_exit_s: float, mode: str) -> subprocess.Popen:
     return process
 
 
-def test_two_signals_during_wait_always_end_the_process():
+def test_bursts_of_signals_during_wait_always_end_the_process():
+    # Up to 30 SIGTERMs microseconds apart, as a killed multi-threaded parent's death signal can
+    # arrive more than once: one lands while the handler of another runs. The former flag (an
+    # Event.set() in the handler) hung in about 1 of 40 such bursts.
+    rng = random.Random(0)
     outcomes = []
-    for _ in range(20):
+    for _ in range(40):
         process = start_hammered(0.0, "clean")
-        process.send_signal(signal.SIGTERM)
-        process.send_signal(signal.SIGTERM)
+        for _ in range(30):
+            if process.poll() is not None:
+                break
+            process.send_signal(signal.SIGTERM)
+            pause = time.perf_counter() + rng.uniform(0, 0.0003)
+            while time.perf_counter() < pause:
+                pass
         try:
             out, _ = process.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-            pytest.fail("a process that got two SIGTERMs while waiting did not end (deadlock)")
-        # The first signal's clean stop finished (the second then found it exiting, handlers gone), or
-        # the second one exited at once.
-        assert (process.returncode, "clean" in out) in ((0, True), (-signal.SIGTERM, True),
-                                                        (128 + signal.SIGTERM, False)), (process.returncode, out)
+            pytest.fail("a process that got a burst of SIGTERMs while waiting did not end (deadlock)")
+        # A later signal exited at once (143), maybe after the clean stop; or the clean stop finished
+        # (and a later signal found the interpreter exiting, its handlers gone: -15).
+        assert process.returncode in (0, -signal.SIGTERM, 128 + signal.SIGTERM), (process.returncode, out)
+        assert process.returncode == 128 + signal.SIGTERM or "clean" in out, (process.returncode, out)
         outcomes.append(process.returncode)
-    print(f"\n20 double-SIGTERMs: {20 - outcomes.count(143)} clean stops, {outcomes.count(143)} immediate exits")
+    print(f"\n40 bursts of SIGTERMs: {40 - outcomes.count(143)} clean stops, {outcomes.count(143)} immediate exits")
 
 
 def test_a_shutdown_that_hangs_is_ended_after_the_hard_limit_or_by_a_second_signal():
