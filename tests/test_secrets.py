@@ -41,7 +41,7 @@ def test_up_hands_a_capture_its_source_by_environment_not_argv(tmp_path):
     capture = next(child for child in children if child.is_capture)
     assert capture.env == {SOURCE_VARIABLE: URL}
     assert not any(leaked(" ".join(child.argv)) for child in children)
-    assert f"--stream=door" in capture.argv
+    assert "--stream=door" in capture.argv
 
 
 def test_an_unexpected_driver_error_is_logged_without_the_secrets(caplog):
