@@ -9,13 +9,18 @@ here (the codes: configs/exit_codes.py).
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 
-from configs.exit_codes import ExitCode
-from configs.settings import ActionableError
 from streamer.runtime.lifetime import stop_with_supervisor
+
+if __name__ == "__main__":
+    stop_with_supervisor()  # first: a child of `run.py up` must not outlive it, even while importing torch
+
+import argparse  # noqa: E402 - after the parent-death request on purpose
+import importlib  # noqa: E402
+
+from configs.exit_codes import ExitCode  # noqa: E402
+from configs.settings import ActionableError  # noqa: E402
 
 # subcommand -> (module, one-line help). Modules are imported only when their subcommand runs,
 # so `run.py subscribe` never pays for importing torch.
@@ -48,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:
             importlib.import_module(module_name).add_arguments(sub)
     args = parser.parse_args(argv)
-    stop_with_supervisor()  # a child of `run.py up` must not outlive it
     try:
         return int(importlib.import_module(args.module).main(args) or 0)
     except ActionableError as error:

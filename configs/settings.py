@@ -127,6 +127,8 @@ class Lstm:
     random_layers: int = 2
     # window, frames, of the random-weights LSTM used when no bundle exists
     random_window: int = 32
+    # streams with state at once; a new stream beyond this evicts the least recently seen (announced)
+    max_streams: int = 1000
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,10 @@ class Security:
     max_message_bytes: int = 16 * 1024 * 1024
     # name of this process's CURVE client pair in keys_dir/clients/ (servers accept keys_dir/allowed/*.key)
     client_key: str = "client"
+    # largest message part the LSTM worker's features socket accepts, bytes (a feature is a few kilobytes)
+    max_feature_message_bytes: int = 64 * 1024
+    # largest message part a subscriber's socket accepts, bytes (labels, events and stats are small)
+    max_label_message_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ A checkpoint is a plain dict of tensors, numbers, strings and lists (loaded with
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,30 +81,48 @@ def save_bundle(path: Path, cnn_path: Path, lstm_path: Path) -> str:
 def load_cnn(path: Path) -> CnnCheckpoint:
     """The CNN of a bundle or of a cnn.pt checkpoint."""
     data = _read(path, "bundle", "cnn")
-    part = data["cnn"] if data["part"] == "bundle" else data
-    if part["feature_dim"] != FEATURE_DIM:
-        raise BundleError(f"{path}: CNN feature size {part['feature_dim']}, ResNet-18 makes {FEATURE_DIM}")
-    model = FrameCNN(num_classes=len(part["classes"]))
-    _load_state(model, part["state_dict"], path)
-    return CnnCheckpoint(classes=list(part["classes"]), preset=Preset.from_dict(part["preset"]),
-                         model=model, weights_source="trained", metrics=dict(part.get("metrics", {})))
+    with _complete(path):
+        part = data["cnn"] if data["part"] == "bundle" else data
+        if part["feature_dim"] != FEATURE_DIM:
+            raise BundleError(f"{path}: CNN feature size {part['feature_dim']}, ResNet-18 makes {FEATURE_DIM}")
+        model = FrameCNN(num_classes=len(part["classes"]))
+        _load_state(model, part["state_dict"], path)
+        return CnnCheckpoint(classes=list(part["classes"]), preset=Preset.from_dict(part["preset"]),
+                             model=model, weights_source="trained", metrics=dict(part.get("metrics", {})))
 
 
 def load_lstm(path: Path) -> LstmCheckpoint:
     """The LSTM of a bundle or of an lstm.pt checkpoint."""
     data = _read(path, "bundle", "lstm")
-    part = data["lstm"] if data["part"] == "bundle" else data
-    model = SequenceLSTM(num_classes=len(part["classes"]), hidden=int(part["hidden"]),
-                         layers=int(part["layers"]), input_size=int(part["feature_dim"]))
-    _load_state(model, part["state_dict"], path)
-    return LstmCheckpoint(classes=list(part["classes"]), hidden=int(part["hidden"]),
-                          layers=int(part["layers"]), window=int(part["window"]), model=model,
-                          weights_source="trained", metrics=dict(part.get("metrics", {})))
+    with _complete(path):
+        part = data["lstm"] if data["part"] == "bundle" else data
+        model = SequenceLSTM(num_classes=len(part["classes"]), hidden=int(part["hidden"]),
+                             layers=int(part["layers"]), input_size=int(part["feature_dim"]))
+        _load_state(model, part["state_dict"], path)
+        return LstmCheckpoint(classes=list(part["classes"]), hidden=int(part["hidden"]),
+                              layers=int(part["layers"]), window=int(part["window"]), model=model,
+                              weights_source="trained", metrics=dict(part.get("metrics", {})))
 
 
 def model_id(path: Path) -> str:
     data = _read(path, "bundle")
-    return str(data["model_id"])
+    with _complete(path):
+        return str(data["model_id"])
+
+
+@contextmanager
+def _complete(path: Path):
+    """A checkpoint with a key missing or of the wrong type is a BundleError naming it, not a traceback."""
+    try:
+        yield
+    except KeyError as error:
+        raise BundleError(f"{path} lacks {error.args[0]!r}; it was written by another version or damaged: "
+                          f"train it again (run.py demo, or run.py train-cnn/train-lstm)") from None
+    except (TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, BundleError):
+            raise
+        raise BundleError(f"{path} holds a value of the wrong kind ({type(error).__name__}: {error}); "
+                          f"train it again (run.py demo, or run.py train-cnn/train-lstm)") from None
 
 
 def _save(path: Path, payload: dict) -> None:

@@ -69,6 +69,7 @@ class StaggeredWindows:
         self._h = torch.zeros(capacity, window, self.layers * self.hidden)
         self._c = torch.zeros(self.layers, capacity, window, self.hidden)
         self._rows: dict[str, int] = {}  # stream -> row in the pool
+        self._names: list[str] = []  # row -> stream, so removing a stream is O(1)
         self._frames: dict[str, int] = {}  # stream -> frames since its window (re)started
 
     @property
@@ -84,6 +85,7 @@ class StaggeredWindows:
             if len(self._rows) == self._h.shape[0]:
                 self._grow()
             self._rows[stream] = len(self._rows)
+            self._names.append(stream)
         # Slots are zeroed lazily, each right before its first frame, so nothing to clear here.
         self._frames[stream] = 0
 
@@ -94,11 +96,12 @@ class StaggeredWindows:
         if row is None:
             return
         last = len(self._rows)
+        moved = self._names.pop()
         if row != last:
-            moved = next(name for name, r in self._rows.items() if r == last)
             self._h[row] = self._h[last]
             self._c[:, row] = self._c[:, last]
             self._rows[moved] = row
+            self._names[row] = moved
 
     def _grow(self) -> None:
         self._h = torch.cat([self._h, torch.zeros_like(self._h)], dim=0)

@@ -86,16 +86,48 @@ def test_when_up_itself_is_killed_its_children_stop_and_free_the_ports(tmp_path)
         assert not left, f"{left} outlived run.py up"
         print(f"\nevery child of up gone {time.monotonic() - killed:.2f} s after up was killed")
         for endpoint in pipeline.endpoints.values():  # a new `up` could start on the same ports
-            assert bind_problem(endpoint) is None, endpoint
+            port = int(endpoint.rsplit(":", 1)[1])
+            assert bind_problem(endpoint) is None, f"{endpoint} still taken: {port_users(port)}"
+
+
+def port_users(port: int) -> str:
+    """Who holds a local TCP port: socket states, and the processes with those sockets open."""
+    states, inodes = [], set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                states.append(f"{fields[1]}->{fields[2]} state {fields[3]}")
+                inodes.add(fields[9])
+    holders = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+            if any(f"socket:[{inode}]" in links for inode in inodes):
+                holders.append(f"{proc.name} {(proc / 'cmdline').read_bytes().replace(bytes(1), b' ')[:120]!r}")
+        except OSError:
+            continue
+    return f"sockets {states}, processes {holders}"
 
 
 def is_running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan's exit is reaped by init, maybe later)."""
+    """Any of its threads alive and not a zombie (an orphan's exit is reaped by init, maybe later).
+
+    Every thread counts: the main thread turns zombie first while ZeroMQ's threads are still
+    exiting, and the process's sockets (its ports) close only when the last thread has gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return state not in ("Z", "X")
+    for task in tasks:
+        try:
+            if (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                return True
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # that thread has just gone
+    return False
 
 
 def check_nothing_piled_up(listener: Listener, child: str, wall_kill: float, t_restarted: float) -> None:

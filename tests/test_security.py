@@ -49,13 +49,19 @@ def test_binding_beyond_loopback_without_curve_warns_how_to_turn_it_on(caplog):
 
 
 def test_receiving_sockets_refuse_messages_above_the_size_limit():
-    security = Security(max_message_bytes=123_456)
+    security = Security(max_message_bytes=123_456, max_label_message_bytes=7_890)
     context = zmq.Context()
     try:
-        for kind, bind in ((zmq.PULL, True), (zmq.SUB, False), (zmq.PULL, False)):
+        # Subscribers only ever receive small published messages: their own, smaller limit.
+        for kind, bind, limit in ((zmq.PULL, True, 123_456), (zmq.SUB, False, 7_890), (zmq.PULL, False, 123_456)):
             socket = make_socket(context, kind, f"tcp://127.0.0.1:{free_port()}", bind=bind, security=security)
-            assert socket.getsockopt(zmq.MAXMSGSIZE) == 123_456
+            assert socket.getsockopt(zmq.MAXMSGSIZE) == limit
             socket.close()
+        # A socket that knows its messages (the LSTM worker's features socket) sets its own.
+        features = make_socket(context, zmq.PULL, f"tcp://127.0.0.1:{free_port()}", bind=True, security=security,
+                               max_message_bytes=security.max_feature_message_bytes)
+        assert features.getsockopt(zmq.MAXMSGSIZE) == 64 * 1024
+        features.close()
         push = make_socket(context, zmq.PUSH, f"tcp://127.0.0.1:{free_port()}", bind=False, security=security)
         assert push.getsockopt(zmq.MAXMSGSIZE) == -1, "sending sockets need no limit"
         push.close()
@@ -184,5 +190,77 @@ def test_curve_without_its_keys_is_a_clear_error(tmp_path, missing):
             make_socket(context, zmq.PULL if server else zmq.PUSH, f"tcp://127.0.0.1:{free_port()}", bind=server,
                         security=security)
         assert str(keys / missing) in str(error.value) and "run.py keys" in str(error.value)
+    finally:
+        context.destroy(linger=0)
+
+
+# ------------------------------------------------------------------------------------ key roles
+
+
+def test_a_subscriber_key_can_subscribe_but_never_push_and_the_allow_lists_reload(tmp_path):
+    keys = tmp_path / "keys"
+    made = subprocess.run([sys.executable, str(RUN_PY), "keys", "--set", f"security.keys_dir={keys}",
+                           "--subscriber", "dash"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert (keys / "subscribers/dash.key").is_file() and not (keys / "allowed/dash.key").exists()
+    security = Security(curve=True, keys_dir=str(keys))
+    dash_secret, client_secret = keys / "clients/dash.key_secret", keys / "clients/client.key_secret"
+    context = zmq.Context()
+    try:
+        pull_endpoint, pub_endpoint = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+        pull = make_socket(context, zmq.PULL, pull_endpoint, bind=True, security=security)
+        pub = make_socket(context, zmq.PUB, pub_endpoint, bind=True, security=security)
+
+        def pushed_through(secret_file) -> bool:
+            push = curve_peer(context, zmq.PUSH, pull_endpoint, keys, secret_file)
+            try:
+                push.send(b"x", flags=zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # refused before it could queue
+            arrived = bool(pull.poll(1500))
+            if arrived:
+                pull.recv()
+            push.close()
+            return arrived
+
+        def subscribed_through(secret_file) -> bool:
+            sub = curve_peer(context, zmq.SUB, pub_endpoint, keys, secret_file)
+            sub.setsockopt(zmq.SUBSCRIBE, b"")
+            deadline = time.monotonic() + 3
+            try:
+                while time.monotonic() < deadline:
+                    pub.send(b"label")
+                    if sub.poll(100):
+                        return True
+                return False
+            finally:
+                sub.close()
+
+        assert pushed_through(client_secret) and subscribed_through(client_secret), "the pipeline's own key"
+        assert subscribed_through(dash_secret), "a subscriber key subscribes"
+        assert not pushed_through(dash_secret), "a subscriber key pushed data"
+        refused = refused_count(context)
+        assert refused >= 1
+        (keys / "subscribers/dash.key").unlink()  # revoked while running: no restart needed
+        assert not subscribed_through(dash_secret), "a revoked key still subscribes"
+        (keys / "subscribers/broken.key").write_text("not a certificate")  # skipped while running, good keys stay
+        assert subscribed_through(client_secret)
+        assert refused_count(context) > refused
+        pull.close()
+        pub.close()
+    finally:
+        context.destroy(linger=0)
+
+
+def test_an_unreadable_key_file_is_named_at_start_up(tmp_path):
+    keys = tmp_path / "keys"
+    assert make_keys(keys).returncode == 0
+    (keys / "allowed/broken.key").write_text("not a certificate")
+    context = zmq.Context()
+    try:
+        with pytest.raises(ConfigError) as error:
+            make_socket(context, zmq.PULL, f"tcp://127.0.0.1:{free_port()}", bind=True,
+                        security=Security(curve=True, keys_dir=str(keys)))
+        assert str(keys / "allowed/broken.key") in str(error.value)
     finally:
         context.destroy(linger=0)

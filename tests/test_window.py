@@ -153,3 +153,27 @@ def test_difference_inputs_streamed_equal_offline_windows_over_the_stream_differ
     after = offline_window_probabilities(model, sequence_inputs(torch.from_numpy(features[50:]), "differences").numpy(),
                                          WINDOW)
     assert np.abs(streamed - np.concatenate([before, after])).max() <= 1e-4
+
+
+def test_a_forged_session_only_interrupts_the_real_one_for_the_reorder_wait():
+    order = StreamOrder(wait_s=0.2, max_pending=WINDOW)
+    for seq in range(3):
+        order.push(_feature(seq, session=5), now=0.0)
+    order.push(_feature(2**61, session=2**60), now=1.0)  # forged: a session and a seq of its own
+    assert order.push(_feature(3, session=5), now=1.1) == [] and order.stale == 1  # a straggler, for now
+    order.push(_feature(4, session=5), now=1.3)  # after the wait: the real session is taken back
+    released = order.release(now=1.6)
+    assert [(r.feature.seq, r.restart) for r in released] == [(4, True)]
+    assert [r.feature.seq for r in order.push(_feature(5, session=5), now=1.7)] == [5]
+    assert order.session_changes == 2
+
+
+def test_a_seq_far_from_the_expected_one_restarts_the_numbering_instead_of_poisoning_it():
+    order = StreamOrder(wait_s=0.2, max_pending=WINDOW)
+    for seq in range(3):
+        order.push(_feature(seq), now=0.0)
+    assert [(r.feature.seq, r.restart) for r in order.push(_feature(2**61), now=0.0)] == [(2**61, True)]
+    # The real numbers come back: far behind, so the numbering restarts there, and they flow again.
+    assert [(r.feature.seq, r.restart) for r in order.push(_feature(3), now=0.1)] == [(3, True)]
+    assert [r.feature.seq for r in order.push(_feature(4), now=0.1)] == [4]
+    assert order.seq_jumps == 2 and order.stale == 0

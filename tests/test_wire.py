@@ -110,3 +110,50 @@ def test_subscribing_to_cam1_does_not_deliver_cam10(zmq_context):
     received = [wire.unpack_published(recv_published(sub, 2.0)).stream for _ in range(2)]
     assert received == ["cam1", "cam1"]
     assert not sub.poll(300), "a stream whose name only shares the prefix was delivered"
+
+
+# ----------------------------------------------------------------------------- hostile values
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused_everywhere(bad):
+    cases = [_header(t_capture=bad), _header(t_sent=bad), _header(stages={"cnn": bad})]
+    for header in cases:
+        with pytest.raises(wire.WireError) as error:
+            wire.unpack([header, bytes(12)])
+        assert error.value.reason == "not_finite"
+    label = wire.pack(_label())
+    header = msgpack.unpackb(label[0])
+    header["top_k"] = [["a", bad]]
+    with pytest.raises(wire.WireError):
+        wire.unpack([msgpack.packb(header)])
+
+
+@pytest.mark.parametrize("name", ["cam\n", "-cam", "a/b", "lstm/../", "a b", "", "x" * 65, "cam\r"])
+def test_names_that_would_forge_topics_log_lines_or_options_are_refused(name):
+    with pytest.raises(wire.WireError) as error:
+        wire.unpack([_header(stream=name), bytes(12)])
+    assert error.value.reason == "stream"
+    stats = {"v": wire.SCHEMA_VERSION, "kind": wire.STATS, "process": name, "t": 1.0, "counters": {}}
+    with pytest.raises(wire.WireError) as error:
+        wire.unpack([msgpack.packb(stats)])
+    assert error.value.reason == "process"
+
+
+def test_names_in_any_script_round_trip_on_their_topic():
+    end = wire.StreamEnd(stream="κάμερα:1", reason="stopped", t=1.0, session=2**40 + 7)
+    parts = [bytes(memoryview(p)) for p in wire.pack_published(end)]
+    assert parts[0] == "event/κάμερα:1/".encode()
+    assert wire.unpack_published(parts) == end
+
+
+def test_headers_are_measured_and_bounded_before_they_are_used():
+    with pytest.raises(wire.WireError) as error:
+        wire.unpack([msgpack.packb({"v": 1, "kind": "stats", "pad": "x" * wire.MAX_HEADER_BYTES})])
+    assert error.value.reason == "header_size"
+    for hostile in (b"\x91" * 20_000 + b"\x90",  # nested 20,000 deep
+                    b"\xdd" + (20_000).to_bytes(4, "big") + b"\x80" * 20_000,  # 20,000 empty maps
+                    msgpack.packb({"v": 1, "kind": "stats", "s": "y" * (8 * wire.MAX_TEXT)})):  # one long string
+        with pytest.raises(wire.WireError) as error:
+            wire.unpack([hostile])
+        assert error.value.reason == "undecodable"

@@ -33,7 +33,7 @@ from configs.settings import Config, add_config_arguments, from_args
 from streamer.transport import wire
 from streamer.transport.drops import DropCounter
 from streamer.runtime.logs import setup_logging
-from streamer.transport.sockets import StopFlag, bind_endpoint, make_socket, split_endpoints
+from streamer.transport.sockets import PortInUseError, StopFlag, bind_endpoint, make_socket, split_endpoints
 from workers.backends import choose_backend, configure_threads
 from workers.loading import load_extractor
 
@@ -58,7 +58,9 @@ class FeatureWorker:
     def run(self, stop: StopFlag) -> int:
         config = self.config
         context = zmq.Context()
-        frames_in = bind_frames_socket(context, config)
+        # No message part bigger than one of the model's frames: anything else is refused by ZeroMQ unread.
+        frames_in = bind_frames_socket(context, config,
+                                       max_message_bytes=max(3 * self.preset.crop ** 2, wire.MAX_HEADER_BYTES))
         # Room for every feature that can leave at once (all held batches, when the oldest completes),
         # twice over: a burst must not find the queue full while this process's I/O thread waits for a core.
         burst = HELD_BATCHES_PER_REQUEST * self.backend.depth * config.features.max_batch
@@ -207,7 +209,7 @@ def _read_some(fd: int) -> bool:
         return False
 
 
-def bind_frames_socket(context: zmq.Context, config: Config) -> zmq.Socket:
+def bind_frames_socket(context: zmq.Context, config: Config, max_message_bytes: int | None = None) -> zmq.Socket:
     """The PULL socket the captures push frames into, with a small kernel receive buffer.
 
     ZeroMQ's high-water mark counts messages in its own queues; the TCP buffers under it are
@@ -217,13 +219,14 @@ def bind_frames_socket(context: zmq.Context, config: Config) -> zmq.Socket:
     without endpoints and bound here.
     """
     settings = config.features
-    socket = make_socket(context, zmq.PULL, "", bind=True, security=config.security, hwm=settings.recv_hwm)
+    socket = make_socket(context, zmq.PULL, "", bind=True, security=config.security, hwm=settings.recv_hwm,
+                         max_message_bytes=max_message_bytes)
     if settings.recv_buffer_bytes > 0:
         socket.setsockopt(zmq.RCVBUF, settings.recv_buffer_bytes)
     try:
         for endpoint in split_endpoints(config.endpoints.frames):
             bind_endpoint(socket, endpoint, config.security, setting="endpoints.frames")
-    except OSError:
+    except PortInUseError:
         socket.close()
         raise
     return socket

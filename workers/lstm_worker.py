@@ -5,6 +5,12 @@ It binds the features endpoint (feature workers connect and push) and the labels
 rolling window (models/window.py) advances all streams in one batched step per tick. Quiet
 streams are evicted and announced. Upstream stats and stream start/end are republished, so a
 dashboard needs one connection for everything.
+
+A peer that can reach the features port cannot take the worker down: per-stream state is capped
+(`lstm.max_streams`, the least recently seen stream is evicted and announced), a stream counts as
+seen only when one of its features was accepted, an end names its session, and every message
+thrown away is counted by reason. Quiet streams are found in O(1) each: `last_seen` is kept in
+order of last acceptance.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 
 import numpy as np
 import torch
@@ -44,8 +50,8 @@ class LstmWorker:
         self.inputs = StreamInputs(loaded.inputs)  # features, or frame-to-frame differences
         self.orders: dict[str, StreamOrder] = {}
         self.ready: dict[str, deque[tuple[Ready, float]]] = {}
-        self.last_seen: dict[str, float] = {}
-        self.ended: dict[str, int] = {}  # stream -> session that announced its end
+        self.last_seen: OrderedDict[str, float] = OrderedDict()  # least recently accepted first
+        self.ended: OrderedDict[str, int] = OrderedDict()  # stream -> session that announced its end
         self.counters: Counter[str] = Counter()
         self.drop = DropCounter(log)
         self.step_ms_total = 0.0
@@ -53,10 +59,12 @@ class LstmWorker:
     def run(self, stop: StopFlag) -> int:
         config = self.config
         context = zmq.Context()
+        # A feature message is a few kilobytes: its own size limit keeps the queue below 1000 x that.
         features_in = make_socket(context, zmq.PULL, config.endpoints.features, bind=True, security=config.security,
-                                  hwm=1000)
+                                  hwm=1000, max_message_bytes=config.security.max_feature_message_bytes,
+                                  setting="endpoints.features")
         labels_out = make_socket(context, zmq.PUB, config.endpoints.labels, bind=True, security=config.security,
-                                 hwm=10000)
+                                 hwm=10000, setting="endpoints.labels")
         last_stats = time.monotonic()
         log.info("LSTM worker ready: features on %s, labels on %s (model %s, window %d, %d classes, reads %s)",
                  config.endpoints.features, config.endpoints.labels, self.model_id, self.window, len(self.classes),
@@ -104,18 +112,21 @@ class LstmWorker:
                 self.drop(error.reason, str(error))
                 continue
             if isinstance(message, wire.Feature):
-                self._accept(message, received)
+                self._accept(message, received, labels_out)
             elif isinstance(message, wire.Stats):
+                if message.process == "lstm":  # only this process reports as "lstm"
+                    self.drop("process", "stats from upstream calling themselves lstm")
+                    continue
                 wire.publish(labels_out, message)
             elif isinstance(message, wire.StreamStart):
                 self.ended.pop(message.stream, None)
                 wire.publish(labels_out, message)
             elif isinstance(message, wire.StreamEnd):
-                self._end_stream(message.stream, labels_out, message.reason)
+                self._end_stream(message, labels_out)
             else:
                 self.drop("kind", f"a {type(message).__name__} message arrived on the features socket")
 
-    def _accept(self, feature: wire.Feature, received: float) -> None:
+    def _accept(self, feature: wire.Feature, received: float, labels_out: zmq.Socket) -> None:
         if feature.vector.shape[0] != self.feature_dim:
             self.drop("feature_size", f"stream {feature.stream}: {feature.vector.shape[0]}-d feature, the LSTM "
                                        f"takes {self.feature_dim}-d; is the feature worker using the same bundle?")
@@ -125,16 +136,22 @@ class LstmWorker:
             return
         order = self.orders.get(feature.stream)
         if order is None:
+            if len(self.orders) >= self.config.lstm.max_streams:
+                self._evict_least_recent(labels_out)
             order = self.orders[feature.stream] = StreamOrder(wait_s=self.config.lstm.reorder_wait_ms / 1000,
                                                               max_pending=self.window)
             self.ready[feature.stream] = deque()
         now = time.monotonic()
-        self.last_seen[feature.stream] = now
-        stale_before = order.stale
+        before = (order.stale, order.session_changes, order.seq_jumps)
         for item in order.push(feature, now):
             self.ready[feature.stream].append((item, received))
-        if order.stale != stale_before:
+        self.counters["session_changes"] += order.session_changes - before[1]
+        self.counters["seq_jumps"] += order.seq_jumps - before[2]
+        if order.stale != before[0]:
             self.drop("late", f"stream {feature.stream}: seq {feature.seq} came after its place was given up")
+            return  # not accepted: does not keep the stream alive
+        self.last_seen[feature.stream] = now
+        self.last_seen.move_to_end(feature.stream)
 
     def _release_gaps(self) -> None:
         now = time.monotonic()
@@ -180,22 +197,45 @@ class LstmWorker:
         wire.publish(labels_out, label)
         self.counters["labels"] += 1
 
-    def _end_stream(self, stream: str, labels_out: zmq.Socket, reason: str) -> None:
-        order = self.orders.get(stream)
-        if order is not None:
-            self.ended[stream] = order.session
-            self.ready[stream].extend((item, time.time()) for item in order.release(float("inf")))
-            self._advance(labels_out)  # labels for what already arrived go out before the end
+    def _end_stream(self, end: wire.StreamEnd, labels_out: zmq.Socket) -> None:
+        stream, order = end.stream, self.orders.get(end.stream)
+        if order is None:
+            self.drop("end_unknown", f"stream {stream}: end of a stream with no features here")
+            return
+        if end.session != order.session:
+            self.drop("end_session", f"stream {stream}: end of session {end.session}, not the stream's current one")
+            return
+        self.ended[stream] = order.session
+        self.ended.move_to_end(stream)
+        while len(self.ended) > self.config.lstm.max_streams:
+            self.ended.popitem(last=False)
+        self.ready[stream].extend((item, time.time()) for item in order.release(float("inf")))
+        self._advance(labels_out)  # labels for what already arrived go out before the end
         self._forget(stream)
-        wire.publish(labels_out, wire.StreamEnd(stream=stream, reason=reason, t=time.time()))
+        wire.publish(labels_out, wire.StreamEnd(stream=stream, reason=end.reason, t=time.time(), session=end.session))
 
     def _evict_quiet(self, labels_out: zmq.Socket) -> None:
         limit = time.monotonic() - self.config.lstm.evict_after_s
-        for stream in [s for s, seen in self.last_seen.items() if seen < limit]:
+        while self.last_seen and next(iter(self.last_seen.values())) < limit:
+            stream = next(iter(self.last_seen))
             log.info("stream %s silent for %.0f s: state evicted", stream, self.config.lstm.evict_after_s)
             self.counters["evicted"] += 1
-            self._forget(stream)
-            wire.publish(labels_out, wire.StreamEnd(stream=stream, reason="evicted", t=time.time()))
+            self._evict(stream, labels_out)
+
+    def _evict_least_recent(self, labels_out: zmq.Socket) -> None:
+        """Room for a new stream at lstm.max_streams: the least recently accepted one goes, announced."""
+        stream = next(iter(self.last_seen), None) or next(iter(self.orders))
+        self.counters["evicted_for_room"] += 1
+        if self.counters["evicted_for_room"] in (1, 10, 100, 1000) or self.counters["evicted_for_room"] % 10000 == 0:
+            log.warning("%d streams, the most lstm.max_streams allows: evicted the least recently seen (%s; %d so "
+                        "far)", len(self.orders), stream, self.counters["evicted_for_room"])
+        self._evict(stream, labels_out)
+
+    def _evict(self, stream: str, labels_out: zmq.Socket) -> None:
+        order = self.orders.get(stream)
+        session = order.session if order is not None and order.session is not None else 0
+        self._forget(stream)
+        wire.publish(labels_out, wire.StreamEnd(stream=stream, reason="evicted", t=time.time(), session=session))
 
     def _forget(self, stream: str) -> None:
         self.orders.pop(stream, None)

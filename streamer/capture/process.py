@@ -18,23 +18,36 @@ import argparse
 import logging
 import os
 import queue
+import secrets
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Callable
 
 import zmq
 
 from configs.exit_codes import ExitCode
-from configs.settings import Config, ConfigError, add_config_arguments, from_args
+from configs.settings import ActionableError, Config, add_config_arguments, from_args
 from models.capture_preset import capture_preset
 from models.presets import geometric
 from streamer.transport import wire
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, make_socket, split_endpoints
-from streamer.capture.sources import SourceError, SourceFrame, monotonic_pacer, open_source
+from streamer.capture.sources import (SOURCE_VARIABLE, SourceError, SourceFrame, _redact, monotonic_pacer,
+                                      open_source, scrub)
 
 log = logging.getLogger("capture")
+
+# Sessions are this process's random id (high bits) and a counter that only goes up (low bits): no
+# wall clock, so a clock stepped back cannot make a restarted capture's frames look old, and a peer
+# that cannot read the frames cannot guess the session of a stream to end it.
+BOOT_ID = secrets.randbits(29) + 1
+SESSION_COUNTER_BITS = 32
+
+
+def session_id(counter: int) -> int:
+    return (BOOT_ID << SESSION_COUNTER_BITS) | (counter % (1 << SESSION_COUNTER_BITS))
 
 
 @dataclass
@@ -87,7 +100,7 @@ class Connection(threading.Thread):
         self.frames = 0
         self.finished = False  # the source ended for good (a file without loop, or max_frames)
         self.error: SourceError | None = None
-        self.description, self.source_fps = spec, 0.0
+        self.description, self.source_fps = _redact(spec), 0.0  # never the raw spec: it may hold a password
 
     def run(self) -> None:
         capture = self.config.capture
@@ -109,7 +122,7 @@ class Connection(threading.Thread):
             self.opened.set()
             self.finished = self._read_until_end(source)
         except Exception as error:  # noqa: BLE001
-            self.error = _as_source_error(error, self.description)
+            self.error = _as_source_error(error, self.spec)
         finally:
             source.close()
 
@@ -153,12 +166,16 @@ class Connection(threading.Thread):
         return time.monotonic() - self.last_progress
 
 
-def _as_source_error(error: Exception, description: str) -> SourceError:
-    """A driver error other than SourceError (an OpenCV exception, an OS error) is retried like one."""
+def _as_source_error(error: Exception, spec: str) -> SourceError:
+    """A driver error other than SourceError (an OpenCV exception, an OS error) is retried like one.
+
+    Its text and traceback are scrubbed of the spec's secrets before they are logged."""
     if isinstance(error, SourceError):
-        return error
-    log.exception("%s: unexpected error from the video driver", description)
-    return SourceError(f"{description}: {type(error).__name__}: {error}", retry=True)
+        return SourceError(scrub(str(error), spec), retry=error.retry)
+    description = _redact(spec)
+    log.error("%s: unexpected error from the video driver:\n%s", description,
+              scrub("".join(traceback.format_exception(error)), spec).rstrip())
+    return SourceError(f"{description}: {type(error).__name__}: {scrub(str(error), spec)}", retry=True)
 
 
 class Reader(threading.Thread):
@@ -178,7 +195,7 @@ class Reader(threading.Thread):
         self.stalls = 0  # connections given up by the watchdog (no frame for stall_timeout_s)
         self.source_errors = 0
         self.session = 0
-        self.description = spec
+        self.description = _redact(spec)  # the source's own description once open
         self.source_fps = 0.0
         self.ended = threading.Event()  # the source ended for good (file done) or failed fatally
         self.fatal_error: str | None = None
@@ -187,6 +204,7 @@ class Reader(threading.Thread):
         self.connected = threading.Event()
         self.outage_queue: queue.Queue[tuple[int, str]] = queue.Queue()
         self._stuck: list[Connection] = []
+        self._connections = 0
         self._count_lock = threading.Lock()
 
     def count_frames(self, added: int) -> int:
@@ -205,7 +223,8 @@ class Reader(threading.Thread):
         capture = self.config.capture
         delay = capture.retry_initial_s
         while not self.stop:
-            self.session = max(self.session + 1, time.time_ns() // 1_000_000)  # a fresh window downstream
+            self._connections += 1
+            self.session = session_id(self._connections)  # a fresh window downstream
             connection = Connection(self.spec, self.config, self.slot, self.session, self.stop, self.count_frames)
             connection.start()
             outcome = self._watch(connection)
@@ -293,10 +312,8 @@ class Reader(threading.Thread):
 
 
 def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = None) -> int:
-    """Capture `spec` as stream `stream` until stopped or the source ends. Returns an exit code: a
-    source that failed for good (its error already logged) is USER_ERROR, so `up` does not restart it."""
-    if not wire.STREAM_NAME.match(stream):
-        raise ConfigError(f"--stream {stream!r}: a stream name must match {wire.STREAM_NAME.pattern}")
+    """Capture `spec` as stream `stream` until stopped or the source ends. Returns an exit code."""
+    wire.check_stream_name(stream)
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
     preset = capture_preset(config)
     context = zmq.Context()
@@ -326,7 +343,8 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                 lost_session, _ = reader.outage_queue.get()
             if lost_session is not None:
                 # The LSTM worker drops the stream's state; the next session starts a fresh window.
-                if _send_quietly(socket, wire.StreamEnd(stream=stream, reason="source lost", t=time.time())):
+                if _send_quietly(socket, wire.StreamEnd(stream=stream, reason="source lost", t=time.time(),
+                                                        session=lost_session)):
                     lost_session = None
             elif announced_session != reader.session and reader.connected.is_set():
                 if _send_quietly(socket, wire.StreamStart(stream=stream, source=reader.description,
@@ -363,7 +381,8 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                 send_failures += 1
                 slot.dropped += 1
         reason = "stopped" if stop else ("failed" if reader.fatal_error or reader.crashed else "source ended")
-        _send_quietly(socket, wire.StreamEnd(stream=stream, reason=reason, t=time.time()))
+        _send_quietly(socket, wire.StreamEnd(stream=stream, reason=reason, t=time.time(),
+                                             session=frame_session if frame_session >= 0 else reader.session))
         log.info("capture %s done (%s): %d read, %d sent, %d dropped", stream, reason, reader.frames_read, sent,
                  slot.dropped)
         if reader.stuck_exit or reader.crashed:
@@ -387,13 +406,19 @@ def _send_quietly(socket: zmq.Socket, message) -> bool:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--source", required=True, help="rtsp://..., a video file, a folder, webcam:N or synthetic")
-    parser.add_argument("--stream", default="cam0", help="stream name used in topics (letters, digits, _.:-)")
+    parser.add_argument("--source", default=None,
+                        help=f"rtsp://..., a video file, a folder, webcam:N or synthetic (default: ${SOURCE_VARIABLE}, "
+                             f"which keeps a password out of the process list)")
+    parser.add_argument("--stream", default="cam0", help=f"stream name used in topics ({wire.STREAM_NAME_RULE})")
 
 
 def main(args: argparse.Namespace) -> int:
+    spec = args.source or os.environ.pop(SOURCE_VARIABLE, "")  # popped: nothing this starts inherits it
+    if not spec:
+        raise ActionableError(f"no source: give --source SPEC (or set {SOURCE_VARIABLE})")
+    wire.check_stream_name(args.stream)
     setup_logging(f"capture:{args.stream}")
-    code = run_capture(args.source, args.stream, from_args(args))
+    code = run_capture(spec, args.stream, from_args(args))
     if any(isinstance(t, Connection) and t.is_alive() for t in threading.enumerate()):
         # A connection still blocked inside FFmpeg would be torn down by the interpreter's exit
         # (glibc then aborts: "exception not rethrown"); sockets are closed, so leave at once.

@@ -29,6 +29,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".ts"}
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://")
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443, "rtmp": 1935}
+# `run.py up` hands a capture its source in this variable, not on the command line (which `ps` shows)
+SOURCE_VARIABLE = "STREAMER_SOURCE"
 
 
 class SourceError(ActionableError, RuntimeError):
@@ -285,13 +287,38 @@ def _describe(connection: socket.socket, url: str, where: str, timeout_s: float)
 
 
 def _redact(url: str) -> str:
-    """rtsp://user:secret@host/... -> rtsp://user:***@host/...: passwords never reach the logs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.partition("@")
-    if at and ":" in credentials:
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}"
-    return url
+    """What logs, errors and messages may say about a URL: scheme, host, port and path only.
+
+    User info (`user:p@ss@`, split at the LAST '@') and the query string (`?token=...`) go, as
+    does anything that does not parse as a URL with a host.
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return url
+    try:
+        parsed = urlparse(url)
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host = port = None
+    if not host:
+        return f"{scheme}://(unreadable URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}{f':{port}' if port else ''}{parsed.path}"
+
+
+def scrub(text: str, spec: str) -> str:
+    """`text` (an error message from a driver) with the spec's secrets replaced by its redacted form."""
+    redacted = _redact(spec)
+    text = text.replace(spec, redacted)
+    try:
+        parsed = urlparse(spec)
+        secrets = [parsed.password, parsed.username, parsed.query]
+    except ValueError:
+        secrets = []
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
 
 
 def monotonic_pacer(fps: float):

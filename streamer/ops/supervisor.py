@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -33,11 +34,12 @@ from streamer.transport import wire
 from streamer.runtime.lifetime import supervised_environment
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, bind_problem, make_socket, split_endpoints, warn_if_exposed
-from streamer.capture.sources import SourceError, check_source
+from streamer.capture.sources import SOURCE_VARIABLE, SourceError, check_source
 
 log = logging.getLogger("up")
 
 RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
+UP_HARD_EXIT_S = 30.0  # after Ctrl-C/SIGTERM, up ends by then even if a child will not stop (see StopFlag)
 
 
 @dataclass
@@ -53,17 +55,25 @@ class Child:
     started_at: float = 0.0
     delay: float = 0.0  # wait before the pending restart, seconds
     log_file: object = field(default=None, repr=False)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # added to its environment (a capture's source)
 
     def start(self) -> None:
         if self.log_file is None:
-            self.log_file = open(self.log_path, "ab", buffering=0)
+            self.log_file = open_private_log(self.log_path)
         # Its own session: our Ctrl-C is handled here, not by children. They still stop if we die.
         self.process = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                        start_new_session=True, env=supervised_environment())
+                                        start_new_session=True, env=supervised_environment(self.env))
         self.started_at = time.monotonic()
 
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
+
+
+def open_private_log(path: Path):
+    """A log file only its owner can read (0600): a log line may name a camera's host and path."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(descriptor, 0o600)  # also a file an older version left readable
+    return os.fdopen(descriptor, "ab", buffering=0)
 
 
 def frame_endpoints(config: Config) -> list[str]:
@@ -94,9 +104,11 @@ def plan(config: Config, sources: list[str], config_path: Path) -> list[Child]:
         stream, spec = parse_source(source, index)
         if spec == "synthetic":  # several synthetic cameras should not show the same scenes
             spec = f"synthetic:{config.capture.synthetic_seed + index}"
-        children.append(Child(f"capture:{stream}", base + ["capture", "--source", spec, "--stream", stream] + common
+        # The source goes by environment, not argv: every user can read argv (`ps`), and a URL may hold a
+        # password. `--stream=NAME` in one word, so a name starting with '-' is not read as an option.
+        children.append(Child(f"capture:{stream}", base + ["capture", f"--stream={stream}"] + common
                               + ["--set", f"endpoints.frames={','.join(endpoints)}"],
-                              log_dir / f"capture-{stream}.log", is_capture=True))
+                              log_dir / f"capture-{stream}.log", is_capture=True, env={SOURCE_VARIABLE: spec}))
     names = [c.name for c in children]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -105,11 +117,14 @@ def plan(config: Config, sources: list[str], config_path: Path) -> list[Child]:
 
 
 def parse_source(source: str, index: int) -> tuple[str, str]:
-    """`NAME=SPEC` or just `SPEC` (named cam0, cam1, ... by position)."""
+    """`NAME=SPEC` or just `SPEC` (named cam0, cam1, ... by position).
+
+    A `NAME=` that breaks the naming rule is an error naming the rule, not a file that is not there;
+    a spec with '=' in a path or URL (`rtsp://h/x?a=b`, `dir/a=b.mp4`) is read as a spec."""
     name, sep, spec = source.partition("=")
-    if sep and "://" not in name and wire.STREAM_NAME.match(name):
-        return name, spec
-    return f"cam{index}", source
+    if not sep or "://" in name or "/" in name or Path(source).exists():
+        return f"cam{index}", source
+    return wire.check_stream_name(name), spec
 
 
 def preflight(config: Config, sources: list[str]) -> None:
@@ -120,11 +135,13 @@ def preflight(config: Config, sources: list[str]) -> None:
     except ValueError as error:
         problems.append(str(error))
     for index, source in enumerate(sources):
-        stream, spec = parse_source(source, index)
         try:
+            stream, spec = parse_source(source, index)
             check_source(spec)
         except SourceError as error:
             problems.append(f"source {stream}: {error}")
+        except wire.StreamNameError:
+            pass  # already reported by plan()
     problems += check_bundles(config)
     if config.security.curve:
         from streamer.transport.security import check_keys
@@ -218,6 +235,11 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
                 break
             captures = [c for c in children if c.is_capture]
             if captures and all(c.finished for c in captures):
+                if all(c.exit_code() == ExitCode.USER_ERROR for c in captures):
+                    log.error("every source failed for good (see the capture logs in %s); stopping",
+                              config.supervisor.log_dir)
+                    code = ExitCode.USER_ERROR
+                    break
                 log.info("every source has ended; stopping")
                 stop.wait(1.0)  # let the last labels leave
                 break
@@ -329,12 +351,15 @@ def prepare(config: Config, sources: list[str], config_name: str = "up-config.to
     log_dir = Path(config.supervisor.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     config_path = log_dir / config_name
-    config_path.write_text(config_to_toml(config))  # children see exactly what was resolved here
+    with open_private_log(config_path) as file:  # children see exactly what was resolved here
+        file.truncate(0)
+        file.write(config_to_toml(config).encode())
     return plan(config, sources, config_path)
 
 
 def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopFlag | None = None) -> int:
-    stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
+    # (an unset flag is falsy: `or` would replace it). Stopping the children may take a few grace periods.
+    stop = StopFlag(hard_exit_s=UP_HARD_EXIT_S) if stop is None else stop
     sources = sources or ["synthetic"]
     from models.capture_preset import with_capture_preset
 
@@ -347,10 +372,28 @@ def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopF
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--source", action="append", default=[],
-                        help="a source, optionally named NAME=SOURCE (repeatable; default: synthetic)")
+                        help="a source, optionally named NAME=SOURCE (repeatable; default: synthetic); @FILE reads "
+                             "them from FILE, one a line, keeping passwords out of the process list")
     parser.add_argument("--seconds", type=float, default=0.0, help="stop after S seconds (0: until Ctrl-C)")
 
 
 def main(args: argparse.Namespace) -> int:
     setup_logging("up")
-    return run_up(from_args(args), args.source, args.seconds)
+    return run_up(from_args(args), read_sources(args.source), args.seconds)  # run.py reports a ConfigError
+
+
+def read_sources(given: list[str]) -> list[str]:
+    """`--source` values; `@FILE` stands for the sources listed in FILE, one a line (a URL with a password
+    given this way never appears in the process list)."""
+    sources = []
+    for item in given:
+        if not item.startswith("@"):
+            sources.append(item)
+            continue
+        try:
+            lines = Path(item[1:]).read_text().splitlines()
+        except OSError as error:
+            raise ConfigError(f"--source {item}: cannot read {item[1:]} ({error.strerror or error}); give a file "
+                              f"with one source a line") from None
+        sources += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return sources

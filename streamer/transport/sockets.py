@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import select
 import signal
 import socket
 import threading
@@ -17,9 +19,11 @@ from urllib.parse import urlparse
 
 import zmq
 
-from configs.settings import Security
+from configs.settings import ActionableError, Security
 
 log = logging.getLogger(__name__)
+
+HARD_EXIT_S = 10.0  # after the first SIGINT/SIGTERM a process has this long to stop before the kernel ends it
 
 
 def split_endpoints(endpoints: str) -> list[str]:
@@ -40,10 +44,14 @@ def is_loopback(endpoint: str) -> bool:
 
 
 def make_socket(context: zmq.Context, kind: int, endpoints: str, *, bind: bool, security: Security,
-                hwm: int | None = None, server_curve: bool | None = None) -> zmq.Socket:
+                hwm: int | None = None, server_curve: bool | None = None, max_message_bytes: int | None = None,
+                setting: str = "endpoints.<name>") -> zmq.Socket:
     """A socket bound or connected to `endpoints`, with limits and (when configured) CURVE.
 
     `server_curve`: which side holds the CURVE server role; by default the binding side.
+    `max_message_bytes`: largest message part received (default: `security.max_label_message_bytes`
+    for a subscriber, `security.max_message_bytes` for any other receiving socket).
+    `setting`: the config key of `endpoints`, named when a port is taken.
     """
     curve_server = bind if server_curve is None else server_curve
     socket_class = zmq.Socket
@@ -53,9 +61,13 @@ def make_socket(context: zmq.Context, kind: int, endpoints: str, *, bind: bool, 
         socket_class = ServerSocket
     socket = context.socket(kind, socket_class=socket_class)
     try:
-        _configure(socket, kind, bind=bind, security=security, hwm=hwm, curve_server=curve_server)
+        _configure(socket, kind, bind=bind, security=security, hwm=hwm, curve_server=curve_server,
+                   max_message_bytes=max_message_bytes)
         for endpoint in split_endpoints(endpoints):
-            _attach(socket, endpoint, bind=bind, security=security)
+            if bind:
+                bind_endpoint(socket, endpoint, security, setting)
+            else:
+                socket.connect(endpoint)
     except BaseException:
         socket.close()
         raise
@@ -63,11 +75,14 @@ def make_socket(context: zmq.Context, kind: int, endpoints: str, *, bind: bool, 
 
 
 def _configure(socket: zmq.Socket, kind: int, *, bind: bool, security: Security, hwm: int | None,
-               curve_server: bool) -> None:
+               curve_server: bool, max_message_bytes: int | None) -> None:
     socket.setsockopt(zmq.LINGER, 0)  # never hang on exit with unsent messages
     if kind in (zmq.PULL, zmq.SUB, zmq.XSUB):
+        if max_message_bytes is None:
+            subscriber = kind in (zmq.SUB, zmq.XSUB)
+            max_message_bytes = security.max_label_message_bytes if subscriber else security.max_message_bytes
         # Per message part: a bigger one makes ZeroMQ drop the connection before allocating it.
-        socket.setsockopt(zmq.MAXMSGSIZE, security.max_message_bytes)
+        socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     if kind == zmq.PUSH and not bind:
         # Queue only for peers that are really connected: while a worker is down its share of
         # frames is not parked in a dead pipe (to arrive stale later), the send fails and is counted.
@@ -96,43 +111,80 @@ def warn_if_exposed(endpoint: str, security: Security) -> bool:
     return True
 
 
-def _attach(socket: zmq.Socket, endpoint: str, *, bind: bool, security: Security) -> None:
-    if bind:
-        bind_endpoint(socket, endpoint, security)
-    else:
-        socket.connect(endpoint)
+class PortInUseError(ActionableError, OSError):
+    """An endpoint this process must bind cannot be bound (another process holds it)."""
 
 
 def bind_endpoint(socket: zmq.Socket, endpoint: str, security: Security, setting: str = "endpoints.<name>") -> None:
-    """Bind, warning when beyond loopback without CURVE; a port in use is an OSError naming `setting`."""
+    """Bind, warning when beyond loopback without CURVE; a port in use is a PortInUseError naming `setting`."""
     warn_if_exposed(endpoint, security)
     try:
         socket.bind(endpoint)
     except zmq.ZMQError as error:
-        raise OSError(f"cannot bind {endpoint}: {error}. Is another process using it? "
-                      f"Pick another port with --set {setting}=...") from None
+        raise PortInUseError(f"cannot bind {endpoint}: {error}. Is another process using it? "
+                             f"Pick another port with --set {setting}=tcp://127.0.0.1:PORT") from None
 
 
 class StopFlag:
-    """Set by SIGINT or SIGTERM, so Ctrl-C and `kill` take the same shutdown path."""
+    """Set by SIGINT or SIGTERM, so Ctrl-C and `kill` take the same shutdown path, and that path ends.
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    The signal handler only sets a flag and writes a byte to a pipe (which wakes every `wait`):
+    it takes no lock, so it cannot deadlock with the code it interrupts, even when a second signal
+    arrives while the first is being handled (a `threading.Event` did: its `set()` waits for the
+    lock the interrupted `wait()` holds). A second signal exits at once, and `hard_exit_s` after
+    the first the kernel ends the process (SIGALRM, default action) whatever it is stuck in.
+    """
+
+    def __init__(self, hard_exit_s: float = HARD_EXIT_S) -> None:
+        self._stopped = False
+        self._signalled = False
+        self._hard_exit_s = hard_exit_s
+        self._reader, self._writer = os.pipe()
+        for fd in (self._reader, self._writer):
+            os.set_blocking(fd, False)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._handle)
             signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        self._event.set()
+        if self._signalled:  # asked twice: leave now
+            os.write(2, f"{signal.Signals(signum).name} again: exiting at once\n".encode())
+            os._exit(128 + signum)
+        self._signalled = True
+        if self._hard_exit_s > 0:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_REAL, self._hard_exit_s)
+        self.set()
 
     def set(self) -> None:
-        self._event.set()
+        self._stopped = True
+        try:
+            os.write(self._writer, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe already holds a byte (or is closed): waiters wake anyway
 
     def wait(self, seconds: float) -> bool:
-        return self._event.wait(seconds)
+        """Sleep up to `seconds`, returning early (True) once stopped. Safe from any thread."""
+        if not self._stopped:
+            poller = select.poll()  # one per call: a poll object must not be shared between threads
+            poller.register(self._reader, select.POLLIN)
+            poller.poll(max(0.0, seconds) * 1000)
+        return self._stopped
+
+    def fileno(self) -> int:
+        """Readable once stopped (the byte is never drained), for a loop's poller."""
+        return self._reader
 
     def __bool__(self) -> bool:
-        return self._event.is_set()
+        return self._stopped
+
+    def __del__(self) -> None:
+        for fd in (getattr(self, "_reader", None), getattr(self, "_writer", None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ Everything that sends or receives imports this module; nothing else knows the la
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -22,13 +23,25 @@ import msgpack
 import numpy as np
 import zmq
 
+from configs.settings import ActionableError
+
 SCHEMA_VERSION = 1
 
 # The largest frame a header may declare (8K RGB); a bigger declared shape is refused before
 # anything is allocated.
 MAX_FRAME_SIDE = 8192
 MAX_FEATURE_DIM = 65536
-STREAM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")  # \Z: "$" would also match before a final newline
+# Stream and process names: letters and digits of any script, '_', '.', ':' and '-', not starting
+# with '-' (it would read as an option), 1 to 64 characters; never '/', spaces or line breaks, which
+# would forge topics or log lines. `\Z`, not `$`: `$` also matches before a final newline.
+STREAM_NAME = re.compile(r"^(?!-)[\w.:-]{1,64}\Z")
+STREAM_NAME_RULE = "1 to 64 letters or digits (any script), '_', '.', ':' or '-', not starting with '-'"
+# A peer can only make us allocate what these allow: the header is measured before it is unpacked,
+# and msgpack refuses longer strings, arrays and maps while unpacking.
+MAX_HEADER_BYTES = 32 * 1024
+MAX_TEXT = 1024  # characters in any string field
+MAX_ITEMS = 1024  # entries in any list or map (top_k, stages, counters: up has one per process)
+MAX_KEY = 128  # characters in a counter's or stage's name ("restarts_capture:" + a stream name)
 
 FRAME = "frame"
 FEATURE = "feature"
@@ -37,6 +50,20 @@ STATS = "stats"
 STREAM_START = "stream_start"
 STREAM_END = "stream_end"
 KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END)
+
+
+class StreamNameError(ActionableError, ValueError):
+    """A stream name that breaks the naming rule (given on the command line)."""
+
+
+def is_stream_name(name: str) -> bool:
+    return isinstance(name, str) and STREAM_NAME.match(name) is not None
+
+
+def check_stream_name(name: str) -> str:
+    if not is_stream_name(name):
+        raise StreamNameError(f"stream name {name!r} is not allowed: use {STREAM_NAME_RULE}")
+    return name
 
 
 class WireError(ValueError):
@@ -112,6 +139,7 @@ class StreamEnd:
     stream: str
     reason: str  # "source ended", "source lost", "evicted", "stopped"
     t: float
+    session: int = 0  # the capture session that ended: an end for another session ends nothing
 
 
 Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd
@@ -201,7 +229,7 @@ def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
                 "height": message.height, "t": message.t}, None
     if isinstance(message, StreamEnd):
         return {"v": SCHEMA_VERSION, "kind": STREAM_END, "stream": message.stream,
-                "reason": message.reason, "t": message.t}, None
+                "reason": message.reason, "t": message.t, "session": message.session}, None
     raise TypeError(f"cannot pack {type(message).__name__}")
 
 
@@ -239,13 +267,14 @@ def unpack(parts: list) -> Message:
     if kind == LABEL:
         return _label(header)
     if kind == STATS:
-        return Stats(process=_str(header, "process"), t=_number(header, "t"),
+        return Stats(process=_process(header), t=_number(header, "t"),
                      counters=_number_map(header, "counters"))
     if kind == STREAM_START:
         return StreamStart(stream=_stream(header), source=_str(header, "source"),
                            fps=_number(header, "fps"), width=_int(header, "width"),
                            height=_int(header, "height"), t=_number(header, "t"))
-    return StreamEnd(stream=_stream(header), reason=_str(header, "reason"), t=_number(header, "t"))
+    return StreamEnd(stream=_stream(header), reason=_str(header, "reason"), t=_number(header, "t"),
+                     session=_int(header, "session"))
 
 
 def unpack_published(parts: list) -> Message:
@@ -265,8 +294,12 @@ def _bytes(part) -> bytes:
 
 
 def _read_header(part) -> dict:
+    size = len(part) if isinstance(part, zmq.Frame) else memoryview(part).nbytes
+    if size > MAX_HEADER_BYTES:
+        raise WireError("header_size", f"header of {size} bytes, at most {MAX_HEADER_BYTES}")
     try:
-        header = msgpack.unpackb(_bytes(part), raw=False, strict_map_key=True)
+        header = msgpack.unpackb(_bytes(part), raw=False, strict_map_key=True, max_str_len=4 * MAX_TEXT,
+                                 max_bin_len=0, max_array_len=MAX_ITEMS, max_map_len=MAX_ITEMS, max_ext_len=0)
     except Exception as error:  # msgpack raises several unrelated types for garbage
         raise WireError("undecodable", f"header is not msgpack ({type(error).__name__})") from None
     if not isinstance(header, dict):
@@ -318,7 +351,7 @@ def _label(header: dict) -> Label:
     top_k = header.get("top_k")
     if not isinstance(top_k, list) or not all(
         isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-        and isinstance(item[1], (int, float)) for item in top_k
+        and isinstance(item[1], (int, float)) and math.isfinite(item[1]) for item in top_k
     ):
         raise WireError("field", "top_k must be a list of [name, probability]")
     warming = header.get("warming")
@@ -334,9 +367,21 @@ def _label(header: dict) -> Label:
 
 def _stream(header: dict) -> str:
     stream = header.get("stream")
-    if not isinstance(stream, str) or not STREAM_NAME.match(stream):
-        raise WireError("stream", f"stream name must match {STREAM_NAME.pattern}, got {stream!r}")
+    if not is_stream_name(stream):
+        raise WireError("stream", f"stream name must be {STREAM_NAME_RULE}, got {_shorten(stream)}")
     return stream
+
+
+def _process(header: dict) -> str:
+    process = header.get("process")
+    if not is_stream_name(process):  # the same rule: a process name ends up in a topic too
+        raise WireError("process", f"process name must be {STREAM_NAME_RULE}, got {_shorten(process)}")
+    return process
+
+
+def _shorten(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _seq(header: dict) -> int:
@@ -349,36 +394,41 @@ def _seq(header: dict) -> int:
 def _int(header: dict, key: str) -> int:
     value = header.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**62:
-        raise WireError("field", f"{key} must be an integer, got {value!r}")
+        raise WireError("field", f"{key} must be an integer, got {_shorten(value)}")
     return value
 
 
 def _number(header: dict, key: str) -> float:
     value = header.get(key)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise WireError("field", f"{key} must be a number, got {value!r}")
+        raise WireError("field", f"{key} must be a number, got {_shorten(value)}")
+    if not math.isfinite(value):
+        raise WireError("not_finite", f"{key} must be finite, got {value!r}")
     return float(value)
 
 
 def _str(header: dict, key: str) -> str:
     value = header.get(key)
-    if not isinstance(value, str):
-        raise WireError("field", f"{key} must be a string, got {value!r}")
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise WireError("field", f"{key} must be a string of at most {MAX_TEXT} characters, got {_shorten(value)}")
     return value
 
 
 def _optional_str(header: dict, key: str) -> str | None:
     value = header.get(key)
-    if value is not None and not isinstance(value, str):
-        raise WireError("field", f"{key} must be a string or nil, got {value!r}")
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+        raise WireError("field", f"{key} must be a string of at most {MAX_TEXT} characters or nil, "
+                                 f"got {_shorten(value)}")
     return value
 
 
 def _number_map(header: dict, key: str) -> dict[str, float]:
     value = header.get(key)
     if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        isinstance(k, str) and len(k) <= MAX_KEY and isinstance(v, (int, float)) and not isinstance(v, bool)
         for k, v in value.items()
     ):
-        raise WireError("field", f"{key} must map names to numbers")
+        raise WireError("field", f"{key} must map names (at most {MAX_KEY} characters) to numbers")
+    if not all(math.isfinite(v) for v in value.values()):
+        raise WireError("not_finite", f"{key} holds NaN or infinity")
     return {k: float(v) for k, v in value.items()}
