@@ -31,22 +31,22 @@ MSGPACK_NEVER_USED = b"\xc1"  # the one byte msgpack never emits: no header can 
 _int = st.integers(-2**63, 2**64 - 1)  # what msgpack can carry
 ABSENT = object()  # "leave the field out"
 _big_int = st.one_of(st.integers(2**62, 2**64 - 1), st.integers(-2**63, -2**62))  # what msgpack carries, too big
-_stream = st.from_regex(r"[A-Za-z0-9_.:-]{1,12}", fullmatch=True)
+_stream = st.from_regex(r"[A-Za-z0-9_.:][A-Za-z0-9_.:-]{0,11}", fullmatch=True)  # never a leading "-"
 _bad_stream = st.one_of(st.just(""), st.text(min_size=65, max_size=80, alphabet="abc"),
-                        st.from_regex(r"[a-z]{0,5}[ /\\\n\x00é*?][a-z]{0,5}", fullmatch=True),
-                        _int, st.none(), st.binary(max_size=8), st.lists(_int, max_size=2))
-_not_number = st.one_of(st.text(max_size=8), st.none(), st.booleans(), st.binary(max_size=8),
+                        st.from_regex(r"[a-z]{0,5}[ /\\\n\x00*?<>][a-z]{0,5}", fullmatch=True),
+                        st.from_regex(r"-[a-z]{0,5}", fullmatch=True),  # would read as an option
+                        _int, st.none(), st.lists(_int, max_size=2))
+_not_number = st.one_of(st.text(max_size=8), st.none(), st.booleans(),
                         st.lists(_int, max_size=3), st.dictionaries(st.text(max_size=3), _int,
                                                                              max_size=2))
 _not_int = st.one_of(_not_number, st.floats(), _big_int)
-_not_str = st.one_of(_int, st.none(), st.floats(), st.booleans(), st.binary(max_size=8),
+_not_str = st.one_of(_int, st.none(), st.floats(), st.booleans(),
                      st.lists(st.text(max_size=3), max_size=2))
 _not_optional_str = _not_str.filter(lambda v: v is not None)
 _not_number_map = st.one_of(
     _int, st.text(max_size=8), st.none(), st.lists(_int, max_size=3),
     st.dictionaries(st.text(max_size=4), st.one_of(st.text(max_size=4), st.none(), st.booleans(),
-                                                   st.lists(_int, max_size=2)), min_size=1, max_size=3),
-    st.dictionaries(st.binary(min_size=1, max_size=4), _int, min_size=1, max_size=2))  # keys not text
+                                                   st.lists(_int, max_size=2)), min_size=1, max_size=3))
 _not_bool = st.one_of(_int, st.none(), st.text(max_size=5), st.floats())
 _not_top_k = st.one_of(_int, st.text(max_size=5), st.none(),
                        st.sampled_from([[["a"]], [[1, 0.5]], [["a", "x"]], [["a", 0.5, 1]], ["a"], [None]]))
@@ -61,9 +61,9 @@ FIELDS = {
     wire.LABEL: {"seq": "int", "t_capture": "number", "t_publish": "number", "label": "str", "score": "number",
                  "top_k": "top_k", "warming": "bool", "frames_in_window": "int", "model_id": "str",
                  "stages": "number_map", "truth": "optional_str", "truth_since": "int"},
-    wire.STATS: {"process": "str", "t": "number", "counters": "number_map"},
+    wire.STATS: {"t": "number", "counters": "number_map"},  # `process` has a reason of its own
     wire.STREAM_START: {"source": "str", "fps": "number", "width": "int", "height": "int", "t": "number"},
-    wire.STREAM_END: {"reason": "str", "t": "number"},
+    wire.STREAM_END: {"reason": "str", "t": "number", "session": "int"},
 }
 _WRONG = {"int": _not_int, "number": _not_number, "str": _not_str, "optional_str": _not_optional_str,
           "number_map": _not_number_map, "bool": _not_bool, "top_k": _not_top_k}
@@ -85,7 +85,7 @@ def valid_header(kind: str, stream: str = "cam0", side: int = FRAME_SIDE, dim: i
         return {"v": 1, "kind": kind, "process": "p", "t": 1.0, "counters": {"x": 1}}
     if kind == wire.STREAM_START:
         return {"v": 1, "kind": kind, "stream": stream, "source": "s", "fps": 1.0, "width": 1, "height": 1, "t": 1.0}
-    return {"v": 1, "kind": kind, "stream": stream, "reason": "r", "t": 1.0}
+    return {"v": 1, "kind": kind, "stream": stream, "reason": "r", "t": 1.0, "session": 1}
 
 
 def valid_buffer(header: dict) -> bytes | None:
@@ -119,9 +119,11 @@ def broken(draw) -> tuple[list[bytes], str]:
     kind = header["kind"]
     carries_buffer = buffer is not None
     choices = ["extra_parts", "buffer_presence", "undecodable", "truncated_header", "trailing_bytes",
-               "not_a_map", "version", "kind", "field"]
+               "not_a_map", "binary_value", "version", "kind", "field"]
     if "stream" in header:
         choices.append("stream")
+    if "process" in header:
+        choices.append("process")
     if kind == wire.FRAME:
         choices += ["shape", "truncated_buffer", "long_buffer"]
     if kind == wire.FEATURE:
@@ -145,6 +147,9 @@ def broken(draw) -> tuple[list[bytes], str]:
         value = draw(st.one_of(_int, st.text(max_size=20), st.lists(_int, max_size=5), st.none(),
                                st.floats(), st.just(list(header.items()))))
         return [msgpack.packb(value, use_bin_type=True)] + ([buffer] if carries_buffer else []), "undecodable"
+    if broken == "binary_value":  # a header never carries raw bytes: the unpacker refuses any (max_bin_len=0)
+        header[draw(st.sampled_from(sorted(header)))] = draw(st.binary(min_size=1, max_size=8))
+        return _parts(header, buffer), "undecodable"
     if broken == "version":  # exactly the int 1: not True, not 1.0, not "1", not absent
         wrong = draw(st.one_of(_int.filter(lambda v: v != 1), st.just(True), st.just(1.0), st.just("1"),
                                st.none(), st.just(ABSENT)))
@@ -164,6 +169,9 @@ def broken(draw) -> tuple[list[bytes], str]:
     if broken == "stream":
         header["stream"] = draw(_bad_stream)
         return _parts(header, buffer), "stream"
+    if broken == "process":  # a process name ends up in a topic: the stream-name rule
+        header["process"] = draw(_bad_stream)
+        return _parts(header, buffer), "process"
     if broken == "shape":  # absent, not a list, not [H, W, 3], huge, zero or negative sides
         header["shape"] = draw(st.one_of(
             st.just(None), _int, st.text(max_size=5),
