@@ -35,6 +35,9 @@ class Endpoints:
     features: str = "tcp://127.0.0.1:5556"
     # the LSTM worker binds this PUB socket; dashboards SUBscribe to `label/<stream>/`
     labels: str = "tcp://127.0.0.1:5557"
+    # captures PUSH small preview JPEGs here; the LSTM worker binds it (when capture.preview_fps > 0) and
+    # republishes them on `preview/<stream>/`
+    previews: str = "tcp://127.0.0.1:5558"
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,11 @@ class Capture:
     max_frames: int = 0
     # seconds between stats messages
     stats_interval_s: float = 2.0
+    # preview JPEGs (dashboard thumbnails) sent per second at most, off the frame path (0: none)
+    preview_fps: float = 2.0
+    # preview thumbnails: side in pixels (the crop scaled down) and JPEG quality
+    preview_size: int = 160
+    preview_quality: int = 70
 
 
 @dataclass(frozen=True)
@@ -209,6 +217,21 @@ class SyntheticSet:
 
 
 @dataclass(frozen=True)
+class Dashboard:
+    # address the web dashboard listens on (loopback by default; elsewhere, set a token)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # when set, the page, its event stream and /metrics require it (?token=... or `Authorization: Bearer ...`)
+    token: str = ""
+    # updates sent to a browser per stream per second at most (the newest state; nothing queues)
+    updates_per_s: float = 10.0
+    # lines kept in the event log
+    event_log_size: int = 200
+    # seconds of latency history behind each card's p50/p99 chart
+    latency_window_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     endpoints: Endpoints = field(default_factory=Endpoints)
     capture: Capture = field(default_factory=Capture)
@@ -220,6 +243,7 @@ class Config:
     cnn: CnnRecipe = field(default_factory=CnnRecipe)
     sequence: LstmRecipe = field(default_factory=LstmRecipe)
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
+    dashboard: Dashboard = field(default_factory=Dashboard)
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

@@ -1,0 +1,165 @@
+// The dashboard page: applies the server's updates (Server-Sent Events on /events) to the DOM.
+// Every text that came from the pipeline is set with textContent, never parsed as HTML, so a
+// label, a source or a reason such as "<script>" is shown as text.
+"use strict";
+
+const cards = new Map(); // stream -> {root, parts}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function fmt(value, digits) {
+  return value === null || value === undefined ? "-" : Number(value).toFixed(digits);
+}
+
+function makeCard(stream) {
+  const root = el("article", "card");
+  root.dataset.stream = stream;
+  const top = el("div", "top");
+  const name = el("span", "name", stream);
+  const status = el("span", "badge");
+  top.append(name, status);
+  const source = el("div", "source");
+  const body = el("div", "body");
+  const image = el("img");
+  image.alt = "latest frame of " + stream;
+  image.hidden = true;
+  const labels = el("div", "labels");
+  const label = el("span", "label", "-");
+  const score = el("span", "score");
+  const headline = el("div");
+  headline.append(label, score);
+  const bars = el("div", "bars");
+  labels.append(headline, bars);
+  body.append(image, labels);
+  const facts = el("div", "facts");
+  const fact = (title) => { const box = el("div"); const value = el("b", null, "-"); box.append(el("span", null, title + " "), value); facts.append(box); return value; };
+  const parts = { name, status, source, image, label, score, bars, window: fact("window"), latency: fact("latency"),
+                  percentiles: fact("p50/p99"), truth: fact("truth"), accuracy: fact("live acc"), seq: fact("seq") };
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("viewBox", "0 0 120 40");
+  svg.setAttribute("preserveAspectRatio", "none");
+  const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+  title.textContent = "latency p50 (blue) and p99 (yellow), last minute";
+  parts.p50 = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  parts.p50.setAttribute("class", "p50");
+  parts.p99 = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  parts.p99.setAttribute("class", "p99");
+  svg.append(title, parts.p50, parts.p99);
+  root.append(top, source, body, facts, svg);
+  return { root, parts, preview: null };
+}
+
+function placeCard(stream, card) {
+  const container = document.getElementById("cards");
+  const after = [...cards.keys()].sort().find((other) => other > stream);
+  container.insertBefore(card.root, after ? cards.get(after).root : null);
+  document.getElementById("empty").hidden = true;
+}
+
+function chartPoints(chart, index, top) {
+  const step = 120 / Math.max(1, chart.length - 1);
+  return chart.map((point, i) => point ? `${(i * step).toFixed(1)},${(40 - 38 * point[index] / top).toFixed(1)}` : null)
+    .filter(Boolean).join(" ");
+}
+
+function updateCard(data) {
+  let card = cards.get(data.stream);
+  if (!card) {
+    card = makeCard(data.stream);
+    cards.set(data.stream, card);
+    placeCard(data.stream, card);
+  }
+  const p = card.parts;
+  const label = data.label;
+  card.root.classList.toggle("ended", data.ended !== null);
+  p.source.textContent = data.source;
+  if (data.ended !== null) {
+    p.status.textContent = "ended: " + data.ended;
+    p.status.className = "badge off";
+  } else if (label && label.warming) {
+    p.status.textContent = "warming up";
+    p.status.className = "badge warming";
+  } else {
+    p.status.textContent = label ? "live" : "starting";
+    p.status.className = "badge on";
+  }
+  if (label) {
+    p.label.textContent = label.label;
+    p.score.textContent = fmt(label.score, 2);
+    p.bars.replaceChildren(...label.top_k.map(([name, probability]) => {
+      const bar = el("div", "bar");
+      const track = el("div", "track");
+      const fill = el("div", "fill");
+      fill.style.width = (100 * Math.max(0, Math.min(1, probability))).toFixed(1) + "%";
+      track.append(fill);
+      bar.append(el("span", "name", name), track, el("span", null, fmt(probability, 2)));
+      return bar;
+    }));
+    p.window.textContent = (label.warming ? "warming " : "") + label.frames_in_window;
+    p.latency.textContent = fmt(label.latency_ms, 0) + " ms";
+    p.truth.textContent = label.truth === null ? "-" : label.truth;
+    p.seq.textContent = label.seq;
+  }
+  p.percentiles.textContent = data.p50_ms === null ? "-" : `${fmt(data.p50_ms, 0)}/${fmt(data.p99_ms, 0)} ms`;
+  p.accuracy.textContent = data.accuracy === null ? "-" : `${(100 * data.accuracy).toFixed(1)}% of ${data.judged}`;
+  const top = Math.max(1, ...data.chart.filter(Boolean).map((point) => point[1]));
+  p.p50.setAttribute("points", chartPoints(data.chart, 0, top));
+  p.p99.setAttribute("points", chartPoints(data.chart, 1, top));
+  if (data.preview !== null && data.preview !== card.preview) {
+    card.preview = data.preview;
+    p.image.src = "preview/" + encodeURIComponent(data.stream) + "?n=" + data.preview;
+    p.image.hidden = false;
+  }
+}
+
+function addEvents(events) {
+  const list = document.getElementById("events");
+  for (const event of events) {
+    const item = el("li");
+    const time = el("time", null, new Date(event.t * 1000).toLocaleTimeString());
+    item.append(time, el("span", "stream", event.stream), el("span", "text", event.text));
+    list.prepend(item);
+  }
+  while (list.children.length > 200) list.lastChild.remove();
+}
+
+function describe(map) {
+  const entries = Object.entries(map);
+  return entries.length ? entries.map(([key, value]) => `${key} ${Math.round(value)}`).join(", ") : "-";
+}
+
+function showProcesses(rows, model) {
+  const body = document.querySelector("#processes tbody");
+  body.replaceChildren(...rows.map((row) => {
+    const line = el("tr");
+    line.append(el("td", null, row.process + (row.backend.length ? " (" + row.backend.join(", ") + ")" : "")),
+                el("td", null, describe(row.frames)), el("td", null, describe(row.dropped)),
+                el("td", null, describe(row.queues)), el("td", null, row.restarts));
+    return line;
+  }));
+  document.getElementById("model").textContent = "model " + (model.model_ids.join(", ") || "-");
+  document.getElementById("backend").textContent = "backend " + (model.backends.join(", ") || "-");
+}
+
+function connect() {
+  const connection = document.getElementById("connection");
+  const events = new EventSource("events");
+  events.onopen = () => { connection.textContent = "live"; connection.className = "badge on"; };
+  events.onerror = () => { connection.textContent = "reconnecting"; connection.className = "badge off"; };
+  events.onmessage = (message) => {
+    const update = JSON.parse(message.data);
+    for (const card of update.cards || []) updateCard(card);
+    if (update.events) addEvents(update.events);
+    if (update.processes) showProcesses(update.processes, update.model);
+    const live = [...cards.values()].filter((card) => !card.root.classList.contains("ended")).length;
+    document.getElementById("live").textContent = live + " stream" + (live === 1 ? "" : "s") + " live";
+  };
+}
+
+connect();
