@@ -147,17 +147,16 @@ class DashboardState:
                       for e in self.events if e.id > last_event]
             if self.events:
                 seen["event"] = self.events[-1].id
-            panel = None
+            changed: dict = {}
             if self.stats_version > seen.get("stats", 0):
                 seen["stats"] = self.stats_version
-                panel = {"processes": process_rows(self.stats), "model": model_info(self)}
-        changed: dict = {}
+                changed["processes"] = process_rows(self.stats)
+            if cards or "processes" in changed:
+                changed["model"] = model_info(self)
         if cards:
             changed["cards"] = cards
         if events:
             changed["events"] = events
-        if panel:
-            changed.update(panel)
         return changed
 
     def preview(self, stream: str) -> bytes | None:

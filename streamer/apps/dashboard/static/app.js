@@ -134,7 +134,7 @@ function describe(map) {
   return entries.length ? entries.map(([key, value]) => `${key} ${Math.round(value)}`).join(", ") : "-";
 }
 
-function showProcesses(rows, model) {
+function showProcesses(rows) {
   const body = document.querySelector("#processes tbody");
   body.replaceChildren(...rows.map((row) => {
     const line = el("tr");
@@ -143,6 +143,9 @@ function showProcesses(rows, model) {
                 el("td", null, describe(row.queues)), el("td", null, row.restarts));
     return line;
   }));
+}
+
+function showModel(model) {
   document.getElementById("model").textContent = "model " + (model.model_ids.join(", ") || "-");
   document.getElementById("backend").textContent = "backend " + (model.backends.join(", ") || "-");
 }
@@ -156,7 +159,8 @@ function connect() {
     const update = JSON.parse(message.data);
     for (const card of update.cards || []) updateCard(card);
     if (update.events) addEvents(update.events);
-    if (update.processes) showProcesses(update.processes, update.model);
+    if (update.processes) showProcesses(update.processes);
+    if (update.model) showModel(update.model);
     const live = [...cards.values()].filter((card) => !card.root.classList.contains("ended")).length;
     document.getElementById("live").textContent = live + " stream" + (live === 1 ? "" : "s") + " live";
   };
