@@ -34,6 +34,31 @@ from streamer.transport.sockets import StopFlag, free_port, make_socket
 SETTLE_S = 3.0  # after starting or stopping the dashboard and browser, before a phase is measured
 
 
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _browser_cpu_seconds(not_browser: list[int]) -> float:
+    """CPU time of this process's descendants that are not the pipeline or the dashboard: the browser
+    and its driver (processes that ended meanwhile are not counted)."""
+    excluded = set(not_browser)
+    for pid in not_browser:
+        excluded |= _descendants(pid)
+    return sum(cpu_seconds(pid) or 0.0 for pid in _descendants(os.getpid()) - excluded)
+
+
 def _start_dashboard(config_path: Path, log_dir: Path) -> tuple[subprocess.Popen, str]:
     from streamer.ops.supervisor import RUN_PY
 
@@ -117,7 +142,9 @@ def measure(config: Config, sources: list[str], *, phase_s: float, rounds: int, 
                     stack.callback(lambda process=dashboard: (process.terminate(), process.wait(10)))
                     _open_browser(stack, browser_path, address)
                 receive_until(time.time() + SETTLE_S)
+                not_browser = [c.process.pid for c in children if c.process is not None]
                 cpu_before = cpu_seconds(dashboard.pid) if dashboard else None
+                browser_before = _browser_cpu_seconds(not_browser + [dashboard.pid]) if dashboard else 0.0
                 start = time.time()
                 count_before = len(labels)
                 receive_until(start + phase_s)
@@ -129,6 +156,8 @@ def measure(config: Config, sources: list[str], *, phase_s: float, rounds: int, 
                     used = cpu_seconds(dashboard.pid)
                     phase["dashboard_cpu_share"] = ((used - cpu_before) / (end - start)
                                                     if used is not None and cpu_before is not None else None)
+                    phase["browser_cpu_share"] = ((_browser_cpu_seconds(not_browser + [dashboard.pid])
+                                                   - browser_before) / (end - start))
                 phases.append(phase)
                 console.print(f"phase {index + 1}/{2 * rounds} ({'with' if with_dashboard else 'without'} "
                               f"dashboard): {phase['labels_per_s']:.1f} labels/s")
@@ -146,12 +175,14 @@ def measure(config: Config, sources: list[str], *, phase_s: float, rounds: int, 
 
 def render(result: dict) -> Table:
     table = Table(title=f"dashboard cost at saturation: {result['streams']} streams offered at {result['fps']:g} fps")
-    for column in ("phase", "dashboard + browser", "seconds", "labels/s", "dashboard CPU", "load average (1 min)"):
+    for column in ("phase", "dashboard + browser", "seconds", "labels/s", "dashboard CPU", "browser CPU",
+                   "load average (1 min)"):
         table.add_column(column, justify="left" if column == "dashboard + browser" else "right")
     for index, phase in enumerate(result["phases"], 1):
-        share = phase.get("dashboard_cpu_share")
+        shares = [phase.get(key) for key in ("dashboard_cpu_share", "browser_cpu_share")]
         table.add_row(str(index), "yes" if phase["dashboard"] else "no", f"{phase['seconds']:.1f}",
-                      f"{phase['labels_per_s']:.1f}", f"{100 * share:.1f}% of a core" if share is not None else "-",
+                      f"{phase['labels_per_s']:.1f}",
+                      *[f"{100 * share:.1f}% of a core" if share is not None else "-" for share in shares],
                       f"{phase['loadavg']:.2f}")
     ratio = result["ratio_with_over_without"]
     table.caption = ("throughput with / without: " + (f"{ratio:.3f} ({100 * (1 - ratio):.1f}% cost)" if ratio else "-")

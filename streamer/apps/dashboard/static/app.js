@@ -12,6 +12,35 @@ function el(tag, className, text) {
   return node;
 }
 
+// Touch the DOM only where something changed: a dashboard left open all day should cost little.
+function setText(node, text) {
+  const value = String(text);
+  if (node.textContent !== value) node.textContent = value;
+}
+
+function setAttribute(node, name, value) {
+  if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+}
+
+function setBars(container, topK) {
+  while (container.children.length > topK.length) container.lastChild.remove();
+  while (container.children.length < topK.length) {
+    const bar = el("div", "bar");
+    const track = el("div", "track");
+    track.append(el("div", "fill"));
+    bar.append(el("span", "name"), track, el("span", "value"));
+    container.append(bar);
+  }
+  topK.forEach(([name, probability], index) => {
+    const bar = container.children[index];
+    setText(bar.querySelector(".name"), name);
+    setText(bar.querySelector(".value"), fmt(probability, 2));
+    const width = (100 * Math.max(0, Math.min(1, probability))).toFixed(1) + "%";
+    const fill = bar.querySelector(".fill");
+    if (fill.style.width !== width) fill.style.width = width;
+  });
+}
+
 function fmt(value, digits) {
   return value === null || value === undefined ? "-" : Number(value).toFixed(digits);
 }
@@ -77,40 +106,26 @@ function updateCard(data) {
   }
   const p = card.parts;
   const label = data.label;
-  card.root.classList.toggle("ended", data.ended !== null);
-  p.source.textContent = data.source;
-  if (data.ended !== null) {
-    p.status.textContent = "ended: " + data.ended;
-    p.status.className = "badge off";
-  } else if (label && label.warming) {
-    p.status.textContent = "warming up";
-    p.status.className = "badge warming";
-  } else {
-    p.status.textContent = label ? "live" : "starting";
-    p.status.className = "badge on";
-  }
+  if (card.root.classList.contains("ended") !== (data.ended !== null)) card.root.classList.toggle("ended");
+  setText(p.source, data.source);
+  const [status, look] = data.ended !== null ? ["ended: " + data.ended, "badge off"]
+    : label && label.warming ? ["warming up", "badge warming"] : [label ? "live" : "starting", "badge on"];
+  setText(p.status, status);
+  if (p.status.className !== look) p.status.className = look;
   if (label) {
-    p.label.textContent = label.label;
-    p.score.textContent = fmt(label.score, 2);
-    p.bars.replaceChildren(...label.top_k.map(([name, probability]) => {
-      const bar = el("div", "bar");
-      const track = el("div", "track");
-      const fill = el("div", "fill");
-      fill.style.width = (100 * Math.max(0, Math.min(1, probability))).toFixed(1) + "%";
-      track.append(fill);
-      bar.append(el("span", "name", name), track, el("span", null, fmt(probability, 2)));
-      return bar;
-    }));
-    p.window.textContent = (label.warming ? "warming " : "") + label.frames_in_window;
-    p.latency.textContent = fmt(label.latency_ms, 0) + " ms";
-    p.truth.textContent = label.truth === null ? "-" : label.truth;
-    p.seq.textContent = label.seq;
+    setText(p.label, label.label);
+    setText(p.score, fmt(label.score, 2));
+    setBars(p.bars, label.top_k);
+    setText(p.window, (label.warming ? "warming " : "") + label.frames_in_window);
+    setText(p.latency, fmt(label.latency_ms, 0) + " ms");
+    setText(p.truth, label.truth === null ? "-" : label.truth);
+    setText(p.seq, label.seq);
   }
-  p.percentiles.textContent = data.p50_ms === null ? "-" : `${fmt(data.p50_ms, 0)}/${fmt(data.p99_ms, 0)} ms`;
-  p.accuracy.textContent = data.accuracy === null ? "-" : `${(100 * data.accuracy).toFixed(1)}% of ${data.judged}`;
+  setText(p.percentiles, data.p50_ms === null ? "-" : `${fmt(data.p50_ms, 0)}/${fmt(data.p99_ms, 0)} ms`);
+  setText(p.accuracy, data.accuracy === null ? "-" : `${(100 * data.accuracy).toFixed(1)}% of ${data.judged}`);
   const top = Math.max(1, ...data.chart.filter(Boolean).map((point) => point[1]));
-  p.p50.setAttribute("points", chartPoints(data.chart, 0, top));
-  p.p99.setAttribute("points", chartPoints(data.chart, 1, top));
+  setAttribute(p.p50, "points", chartPoints(data.chart, 0, top));
+  setAttribute(p.p99, "points", chartPoints(data.chart, 1, top));
   if (data.preview !== null && data.preview !== card.preview) {
     card.preview = data.preview;
     p.image.src = "preview/" + encodeURIComponent(data.stream) + "?n=" + data.preview;
@@ -146,8 +161,8 @@ function showProcesses(rows) {
 }
 
 function showModel(model) {
-  document.getElementById("model").textContent = "model " + (model.model_ids.join(", ") || "-");
-  document.getElementById("backend").textContent = "backend " + (model.backends.join(", ") || "-");
+  setText(document.getElementById("model"), "model " + (model.model_ids.join(", ") || "-"));
+  setText(document.getElementById("backend"), "backend " + (model.backends.join(", ") || "-"));
 }
 
 function connect() {
@@ -162,7 +177,7 @@ function connect() {
     if (update.processes) showProcesses(update.processes);
     if (update.model) showModel(update.model);
     const live = [...cards.values()].filter((card) => !card.root.classList.contains("ended")).length;
-    document.getElementById("live").textContent = live + " stream" + (live === 1 ? "" : "s") + " live";
+    setText(document.getElementById("live"), live + " stream" + (live === 1 ? "" : "s") + " live");
   };
 }
 
