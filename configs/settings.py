@@ -223,8 +223,9 @@ class Dashboard:
     port: int = 8080
     # when set, the page, its event stream and /metrics require it (?token=... or `Authorization: Bearer ...`)
     token: str = ""
-    # updates sent to a browser per stream per second at most (the newest state; nothing queues)
-    updates_per_s: float = 10.0
+    # updates sent to a browser per stream per second at most (the newest state; nothing queues); the
+    # browser's CPU grows with it
+    updates_per_s: float = 4.0
     # lines kept in the event log
     event_log_size: int = 200
     # seconds of latency history behind each card's p50/p99 chart

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+
 import cv2
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from configs.settings import Dashboard
+from configs.settings import ActionableError, Config, Dashboard, replace
 from streamer.apps.dashboard.metrics import DashboardMetrics
-from streamer.apps.dashboard.server import COOKIE, build_app
+from streamer.apps.dashboard.server import COOKIE, build_app, exposure_warning, serve
+from streamer.transport.sockets import free_port
 from streamer.apps.dashboard.state import DashboardState, latency_chart, process_rows
 from streamer.transport import wire
 
@@ -175,3 +178,20 @@ def test_with_a_token_nothing_is_served_without_it():
     assert COOKIE in opened.headers["set-cookie"] and "HttpOnly" in opened.headers["set-cookie"]
     assert client.get("/").status_code == 200  # TestClient keeps the cookie
     assert client.get("/preview/cam0").status_code == 200
+
+
+def test_listening_beyond_loopback_without_a_token_is_warned_about():
+    assert exposure_warning(Dashboard()) is None  # 127.0.0.1
+    assert exposure_warning(Dashboard(host="localhost")) is None
+    assert exposure_warning(Dashboard(host="0.0.0.0", token="s3cret")) is None
+    warning = exposure_warning(Dashboard(host="0.0.0.0"))
+    assert "WITHOUT a token" in warning and "token" in warning.split("Set one")[1]
+
+
+def test_a_taken_port_is_an_error_naming_the_setting():
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        with pytest.raises(ActionableError, match="dashboard.port"):
+            serve(replace(Config(), "dashboard", port=port))

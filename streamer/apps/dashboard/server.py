@@ -144,6 +144,15 @@ def page_address(host: str, port: int) -> str:
     return f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
 
 
+def exposure_warning(settings: Dashboard) -> str | None:
+    """What to tell the user when the dashboard is reachable beyond this machine without a token."""
+    if settings.token or is_loopback(f"tcp://{settings.host}:{settings.port}"):
+        return None
+    return (f"the dashboard listens on {settings.host or 'every interface'} WITHOUT a token: anyone who can reach "
+            f"it sees every stream and its metrics. Set one in a config file ([dashboard] token = \"...\"), then "
+            f"open /?token=... once")
+
+
 def serve(config: Config) -> int:
     settings = config.dashboard
     if settings.updates_per_s <= 0:
@@ -152,9 +161,9 @@ def serve(config: Config) -> int:
     if problem is not None:
         raise ActionableError(f"dashboard: cannot listen on {settings.host}:{settings.port} ({problem}); is another "
                               f"dashboard running? Pick another port with --port or --set dashboard.port=PORT")
-    if not settings.token and not is_loopback(f"tcp://{settings.host}:{settings.port}"):
-        log.warning("the dashboard listens on %s WITHOUT a token: anyone who can reach it sees every stream and "
-                    "its metrics. Set one: --set dashboard.token=SECRET (then open /?token=SECRET)", settings.host)
+    warning = exposure_warning(settings)
+    if warning:
+        log.warning("%s", warning)
     state = DashboardState(settings)
     metrics = DashboardMetrics(state)
     stop = threading.Event()
