@@ -7,21 +7,17 @@ import signal
 import time
 
 import zmq
-from prometheus_client.parser import text_string_to_metric_families
 
 from configs.settings import Security
 from streamer.transport import wire
 from streamer.transport.sockets import make_socket
 from tests.conftest import wait_until
-from tests.support.browser import Dashboard, chromium_page, http_get
+from tests.support.browser import Dashboard, chromium_page, http_get, metric_samples
 from tests.support.pipeline import Listener, Pipeline, free_port, is_event
 
 PREVIEW_TOPICS = (b"label/", b"event/", b"stats/", b"preview/")
 
 
-def _samples(text: str) -> dict:
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def _card(page, stream: str):
@@ -76,7 +72,7 @@ def test_cards_labels_previews_events_and_metrics_of_a_running_pipeline(tmp_path
         samples: dict = {}
 
         def metrics_caught_up() -> bool:
-            samples.update(_samples(dashboard.metrics()))
+            samples.update(metric_samples(dashboard.metrics()))
             return all(samples.get(("streamer_labels_total", (("stream", s),))) == n for s, n in labels.items())
 
         wait_until(metrics_caught_up, 15, what=f"/metrics counting the labels the subscriber got ({labels})")
@@ -148,7 +144,7 @@ def test_text_from_the_pipeline_is_shown_as_text_and_a_token_guards_everything(t
                     (node) => !['x', 'y'].includes(node.textContent) && !(node.tagName === 'IMG' && node.src.endsWith('/x'))
                               && !(node.tagName === 'SCRIPT' && node.textContent.includes('pwned'))),
                 cards: document.querySelectorAll('.card').length})""") == {"pwned": True, "markup": True, "cards": 1}
-            samples = _samples(dashboard.metrics())
+            samples = metric_samples(dashboard.metrics())
             assert samples[("streamer_malformed_messages_total", ())] >= 1  # the label of stream "<b>x</b>"
             page.screenshot(path=str(tmp_path / "markup.png"))
     finally:

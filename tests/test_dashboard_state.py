@@ -7,15 +7,15 @@ import socket
 import cv2
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from configs.settings import ActionableError, Config, Dashboard, replace
 from streamer.apps.dashboard.metrics import DashboardMetrics
 from streamer.apps.dashboard.server import COOKIE, build_app, exposure_warning, serve
-from streamer.transport.sockets import free_port
 from streamer.apps.dashboard.state import DashboardState, latency_chart, process_rows
 from streamer.transport import wire
+from streamer.transport.sockets import free_port
+from tests.support.browser import metric_samples
 
 
 def _label(stream: str, seq: int, label: str = "FadeIn", truth: str | None = "FadeIn", t_capture: float = 100.0,
@@ -103,15 +103,12 @@ def test_process_panel_rows_show_frames_drops_queues_restarts_and_backend():
     assert lstm["queues"] == {"held_for_order": 2, "ready_queue": 0} and lstm["dropped"] == {}
 
 
-def _samples(text: str) -> dict:
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def _scrape(metrics: DashboardMetrics) -> dict:
     from prometheus_client import generate_latest
 
-    return _samples(generate_latest(metrics.registry).decode())
+    return metric_samples(generate_latest(metrics.registry).decode())
 
 
 def test_metrics_count_labels_latency_stages_and_read_the_processes_stats():

@@ -3,6 +3,7 @@
 - `chromium_page()`: Debian's /usr/bin/chromium (installed by .ci/install-system-deps.sh), headless,
   driven by Playwright; closed whatever happens in the test.
 - `Dashboard`: `run.py dashboard` as a subprocess on a free loopback port, ready once it answers.
+- `metric_samples`: its /metrics parsed by prometheus_client.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.pipeline import free_port, run_py, stop_process
 
@@ -35,6 +37,12 @@ def chromium_page(width: int = 1400, height: int = 800):
             yield page
         finally:
             browser.close()
+
+
+def metric_samples(text: str) -> dict:
+    """Prometheus text -> {(sample name, sorted label pairs): value}, through prometheus_client's parser."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def http_get(url: str, token: str = "") -> tuple[int, str]:
