@@ -40,6 +40,7 @@ def test_a_browser_gets_each_streams_newest_state_once_per_look_however_many_lab
     cam0 = next(card for card in first["cards"] if card["stream"] == "cam0")
     assert cam0["label"]["seq"] == 49 and cam0["labels"] == 50  # the newest, not a queue of 50
     assert cam0["label"]["latency_ms"] == pytest.approx(50.0)
+    assert first["log_size"] == Dashboard().event_log_size
     assert state.changes(seen) == {}  # nothing new: nothing sent
     state.take(_label("cam1", 1), received=100.1)
     assert [card["stream"] for card in state.changes(seen)["cards"]] == ["cam1"]  # only what changed

@@ -148,6 +148,8 @@ class DashboardState:
             if self.events:
                 seen["event"] = self.events[-1].id
             changed: dict = {}
+            if "log_size" not in seen:  # a browser's first update says how many log lines to keep
+                changed["log_size"] = seen["log_size"] = self.settings.event_log_size
             if self.stats_version > seen.get("stats", 0):
                 seen["stats"] = self.stats_version
                 changed["processes"] = process_rows(self.stats)

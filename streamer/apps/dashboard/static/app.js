@@ -4,6 +4,7 @@
 "use strict";
 
 const cards = new Map(); // stream -> {root, parts}
+let logSize = 200; // lines kept in the event log (dashboard.event_log_size, sent with the first update)
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -141,7 +142,7 @@ function addEvents(events) {
     item.append(time, el("span", "stream", event.stream), el("span", "text", event.text));
     list.prepend(item);
   }
-  while (list.children.length > 200) list.lastChild.remove();
+  while (list.children.length > logSize) list.lastChild.remove();
 }
 
 function describe(map) {
@@ -172,6 +173,7 @@ function connect() {
   events.onerror = () => { connection.textContent = "reconnecting"; connection.className = "badge off"; };
   events.onmessage = (message) => {
     const update = JSON.parse(message.data);
+    if (update.log_size) logSize = update.log_size;
     for (const card of update.cards || []) updateCard(card);
     if (update.events) addEvents(update.events);
     if (update.processes) showProcesses(update.processes);
