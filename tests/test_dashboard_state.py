@@ -90,14 +90,15 @@ def test_latency_chart_splits_the_window_into_slices_with_p50_and_p99():
 
 def test_process_panel_rows_show_frames_drops_queues_restarts_and_backend():
     rows = process_rows({
-        "capture:cam0": {"frames_read": 30, "frames_sent": 20, "dropped_stale": 10, "reconnects": 0},
+        "capture:cam0": {"frames_read": 30, "frames_sent": 20, "dropped_stale": 10, "reconnects": 0,
+                         "previews_sent": 3, "previews_dropped": 1},
         "features:0": {"frames": 20, "sent": 25, "dropped": 1, "dropped_size": 1, "backend=openvino-cpu-bf16": 1},
         "lstm": {"labels": 19, "held_for_order": 2, "ready_queue": 0, "dropped_late": 0},
         "supervisor": {"restarts_capture:cam0": 2, "restarts": 2},
     })
     assert [row["process"] for row in rows] == ["capture:cam0", "features:0", "lstm"]
     capture, features, lstm = rows
-    assert capture["frames"] == {"read": 30, "sent": 20} and capture["dropped"] == {"stale": 10}
+    assert capture["frames"] == {"read": 30, "sent": 20} and capture["dropped"] == {"stale": 10, "preview": 1}
     assert capture["restarts"] == 2 and features["restarts"] == 0
     assert features["frames"] == {"processed": 20} and features["dropped"] == {"size": 1}
     assert features["backend"] == ["openvino-cpu-bf16"]

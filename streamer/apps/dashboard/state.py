@@ -26,6 +26,8 @@ QUEUE_COUNTERS = ("held_for_order", "ready_queue")
 # Process counters that count frames, and what each says happened to them.
 FRAME_COUNTERS = {"frames_read": "read", "frames_sent": "sent", "frames": "processed",
                   "labels": "labelled"}
+# Drops counted under their own name rather than `dropped_<reason>`, and the reason to show them under.
+OTHER_DROPS = {"previews_dropped": "preview"}
 RESTART_PREFIX = "restarts_"  # the supervisor's per-process restart counters
 
 
@@ -214,8 +216,9 @@ def process_rows(stats: dict[str, dict[str, float]]) -> list[dict]:
         rows.append({
             "process": process,
             "frames": {what: counters[key] for key, what in FRAME_COUNTERS.items() if key in counters},
-            "dropped": {key[len("dropped_"):]: value for key, value in counters.items()
-                        if key.startswith("dropped_") and value},
+            "dropped": {**{key[len("dropped_"):]: value for key, value in counters.items()
+                           if key.startswith("dropped_") and value},
+                        **{reason: counters[key] for key, reason in OTHER_DROPS.items() if counters.get(key)}},
             "queues": {key: counters[key] for key in QUEUE_COUNTERS if key in counters},
             "restarts": restarts.get(process, 0),
             "backend": backends({process: counters}),
