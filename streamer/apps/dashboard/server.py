@@ -16,7 +16,6 @@ import hmac
 import json
 import logging
 import threading
-from urllib.parse import quote
 
 import uvicorn
 import zmq
@@ -175,7 +174,7 @@ def serve(config: Config) -> int:
                                   daemon=True)
     subscriber.start()
     address = page_address(settings.host, settings.port)
-    token_hint = f"?token={quote('<dashboard.token>')}" if settings.token else ""
+    token_hint = "?token=<dashboard.token>" if settings.token else ""
     log.info("dashboard on %s%s (labels from %s; Prometheus metrics at %smetrics)", address, token_hint,
              config.endpoints.labels, address)
     try:
