@@ -3,11 +3,12 @@
 One pipeline runs the whole time (N synthetic streams offered faster than the model keeps up,
 so throughput is what the machine can do). After the warm-up, phases alternate: without a
 dashboard, then with `run.py dashboard` (its own process, as deployed) and a headless Chromium
-showing its page, and so on for `--rounds` rounds. Starting and stopping the dashboard and the
-browser happen between phases and are not measured. Labels per second per phase, the ratio
-with/without, the dashboard's CPU and the load average are printed. Alternating phases in one run
-keeps a shared machine's changing load from landing on one side only; the ratio is still only as
-steady as the machine.
+showing its page, `--rounds` times, and a last phase without. Starting and stopping the
+dashboard and the browser happen between phases and are not measured. Each phase with them is
+compared with the mean of the phases just before and after it (so a load that drifts during the
+run cancels out), and the median of those ratios is the result; the plain ratio of the means,
+the dashboard's and the browser's CPU and the load average are printed too. The figures are
+still only as steady as the machine.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import zmq
 from rich.console import Console
 from rich.table import Table
@@ -133,7 +135,7 @@ def measure(config: Config, sources: list[str], *, phase_s: float, rounds: int, 
                 raise ActionableError(f"no labels from {sorted(streams - seen)} within 180 s; see {log_dir}")
             receive_until(time.time() + 0.5)
         receive_until(time.time() + warmup_s)
-        for index in range(2 * rounds):
+        for index in range(2 * rounds + 1):
             with_dashboard = index % 2 == 1
             with ExitStack() as stack:
                 dashboard = None
@@ -159,7 +161,7 @@ def measure(config: Config, sources: list[str], *, phase_s: float, rounds: int, 
                     phase["browser_cpu_share"] = ((_browser_cpu_seconds(not_browser + [dashboard.pid])
                                                    - browser_before) / (end - start))
                 phases.append(phase)
-                console.print(f"phase {index + 1}/{2 * rounds} ({'with' if with_dashboard else 'without'} "
+                console.print(f"phase {index + 1}/{2 * rounds + 1} ({'with' if with_dashboard else 'without'} "
                               f"dashboard): {phase['labels_per_s']:.1f} labels/s")
             receive_until(time.time() + SETTLE_S)
     finally:
@@ -167,10 +169,19 @@ def measure(config: Config, sources: list[str], *, phase_s: float, rounds: int, 
         supervisor.join(timeout=30)
         subscriber.close()
         context.term()
-    without = [p["labels_per_s"] for p in phases if not p["dashboard"]]
-    with_ = [p["labels_per_s"] for p in phases if p["dashboard"]]
-    ratio = (sum(with_) / len(with_)) / (sum(without) / len(without)) if without and sum(without) else None
-    return {"phases": phases, "ratio_with_over_without": ratio, "streams": len(sources), "fps": config.capture.fps}
+    return {"phases": phases, **ratios(phases), "streams": len(sources), "fps": config.capture.fps}
+
+
+def ratios(phases: list[dict]) -> dict:
+    """Throughput with / without: per phase with the dashboard against its two neighbours (median), and of the means."""
+    rates = [p["labels_per_s"] for p in phases]
+    bracketed = [rates[i] / ((rates[i - 1] + rates[i + 1]) / 2) for i, p in enumerate(phases)
+                 if p["dashboard"] and 0 < i < len(phases) - 1 and rates[i - 1] + rates[i + 1] > 0]
+    without = [rate for rate, p in zip(rates, phases) if not p["dashboard"]]
+    with_ = [rate for rate, p in zip(rates, phases) if p["dashboard"]]
+    of_means = (sum(with_) / len(with_)) / (sum(without) / len(without)) if with_ and sum(without) else None
+    return {"ratio_bracketed": bracketed, "ratio_median": float(np.median(bracketed)) if bracketed else None,
+            "ratio_of_means": of_means}
 
 
 def render(result: dict) -> Table:
@@ -184,7 +195,9 @@ def render(result: dict) -> Table:
                       f"{phase['labels_per_s']:.1f}",
                       *[f"{100 * share:.1f}% of a core" if share is not None else "-" for share in shares],
                       f"{phase['loadavg']:.2f}")
-    ratio = result["ratio_with_over_without"]
-    table.caption = ("throughput with / without: " + (f"{ratio:.3f} ({100 * (1 - ratio):.1f}% cost)" if ratio else "-")
+    ratio, of_means = result["ratio_median"], result["ratio_of_means"]
+    table.caption = ("throughput with / without, each phase with against its neighbours, median: "
+                     + (f"{ratio:.3f} ({100 * (1 - ratio):.1f}% cost)" if ratio else "-")
+                     + (f"; of the means: {of_means:.3f}" if of_means else "")
                      + "; phases alternate in one run; on a shared machine the load average moves the figures")
     return table
