@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # System packages the tests need besides the virtualenv: GStreamer's RTSP server, so that
-# tests/test_rtsp.py can run a real camera on loopback. It runs under the system Python
-# (/usr/bin/python3), where Debian's python3-gi lives. Safe to run again: it returns at once
-# when everything is already there. Debian/Ubuntu; run as root or with sudo.
+# tests/test_rtsp.py can run a real camera on loopback (it runs under the system Python,
+# /usr/bin/python3, where Debian's python3-gi lives), and Debian's chromium, the real browser the
+# dashboard tests drive headless through Playwright. Safe to run again: it returns at once when
+# everything is already there. Debian/Ubuntu; run as root or with sudo.
 set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+
+if [ -x /usr/bin/chromium ]; then
+  echo "chromium: already installed"
+else
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends chromium
+  echo "chromium: installed"
+fi
 
 PACKAGES=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-base
           gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav)
@@ -28,10 +42,6 @@ if usable; then
   exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO="sudo"
-fi
 $SUDO apt-get update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${PACKAGES[@]}"
 

@@ -47,6 +47,9 @@ class Endpoints:
     features: str = "tcp://127.0.0.1:5556"
     # the LSTM worker binds this PUB socket; dashboards SUBscribe to `label/<stream>/`
     labels: str = "tcp://127.0.0.1:5557"
+    # captures PUSH small preview JPEGs here; the LSTM worker binds it (when capture.preview_fps > 0) and
+    # republishes them on `preview/<stream>/`
+    previews: str = "tcp://127.0.0.1:5558"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,12 @@ class Capture:
     max_frames: int = 0
     # seconds between stats messages
     stats_interval_s: float = 2.0
+    # preview JPEGs (dashboard thumbnails) sent per second at most, off the frame path (0: none)
+    preview_fps: float = 2.0
+    # preview thumbnails: side in pixels (the crop scaled down)
+    preview_size: int = 160
+    # preview thumbnails: JPEG quality, 1-100
+    preview_quality: int = 70
 
 
 @dataclass(frozen=True)
@@ -242,6 +251,23 @@ class SyntheticSet:
 
 
 @dataclass(frozen=True)
+class Dashboard:
+    # address the web dashboard listens on (loopback by default; elsewhere, set a token)
+    host: str = "127.0.0.1"
+    # TCP port of the web dashboard (the page, its event stream and /metrics)
+    port: int = 8080
+    # when set, the page, its event stream and /metrics require it (?token=... or `Authorization: Bearer ...`)
+    token: str = ""
+    # updates sent to a browser per stream per second at most (the newest state; nothing queues); the
+    # browser's CPU grows with it
+    updates_per_s: float = 4.0
+    # lines kept in the event log
+    event_log_size: int = 200
+    # seconds of latency history behind each card's p50/p99 chart
+    latency_window_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     endpoints: Endpoints = field(default_factory=Endpoints)
     capture: Capture = field(default_factory=Capture)
@@ -253,6 +279,7 @@ class Config:
     cnn: CnnRecipe = field(default_factory=CnnRecipe)
     sequence: LstmRecipe = field(default_factory=LstmRecipe)
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
+    dashboard: Dashboard = field(default_factory=Dashboard)
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

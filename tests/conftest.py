@@ -11,7 +11,7 @@ from tests.support.pipeline import free_port
 
 
 def loopback_endpoints() -> dict[str, str]:
-    return {name: f"tcp://127.0.0.1:{free_port()}" for name in ("frames", "features", "labels")}
+    return {name: f"tcp://127.0.0.1:{free_port()}" for name in ("frames", "features", "labels", "previews")}
 
 
 def endpoint_overrides(endpoints: dict[str, str]) -> list[str]:

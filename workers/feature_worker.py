@@ -119,7 +119,9 @@ class FeatureWorker:
         batches = self.counters["batches"]
         return {**self.counters, **self.drop.counters(),
                 "mean_batch": self.counters["frames"] / batches if batches else 0.0,
-                "cnn_ms_per_batch": self.cnn_ms_total / batches if batches else 0.0}
+                "cnn_ms_per_batch": self.cnn_ms_total / batches if batches else 0.0,
+                # which backend runs, as a key worth 1 (Prometheus' info convention), for dashboards
+                f"{wire.BACKEND_KEY}{self.backend.name}": 1.0}
 
     def _collect_batch(self, frames_in: zmq.Socket, features_out: zmq.Socket) -> list[tuple[wire.Frame, float]]:
         """Everything waiting, up to max_batch frames; waits at most max_wait_ms for the batch to fill."""

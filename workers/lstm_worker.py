@@ -65,14 +65,25 @@ class LstmWorker:
                                   setting="endpoints.features")
         labels_out = make_socket(context, zmq.PUB, config.endpoints.labels, bind=True, security=config.security,
                                  hwm=10000, setting="endpoints.labels")
+        # Captures' preview thumbnails, republished for dashboards; a tiny queue, as only the newest matter.
+        previews_in = (make_socket(context, zmq.PULL, config.endpoints.previews, bind=True, security=config.security,
+                                   hwm=4, max_message_bytes=wire.MAX_PREVIEW_BYTES + 4096, setting="endpoints.previews")
+                       if config.capture.preview_fps > 0 else None)
+        poller = zmq.Poller()
+        poller.register(features_in, zmq.POLLIN)
+        if previews_in is not None:
+            poller.register(previews_in, zmq.POLLIN)
         last_stats = time.monotonic()
         log.info("LSTM worker ready: features on %s, labels on %s (model %s, window %d, %d classes, reads %s)",
                  config.endpoints.features, config.endpoints.labels, self.model_id, self.window, len(self.classes),
                  self.inputs.kind)
         try:
             while not stop:
-                if features_in.poll(self._poll_timeout_ms()):
+                ready = dict(poller.poll(self._poll_timeout_ms()))
+                if features_in in ready:
                     self._drain(features_in, labels_out)
+                if previews_in in ready:
+                    self._relay_previews(previews_in, labels_out)
                 self._release_gaps()
                 self._advance(labels_out)
                 self._evict_quiet(labels_out)
@@ -82,6 +93,8 @@ class LstmWorker:
         finally:
             features_in.close()
             labels_out.close()
+            if previews_in is not None:
+                previews_in.close()
             context.term()
         return 0
 
@@ -125,6 +138,23 @@ class LstmWorker:
                 self._end_stream(message, labels_out)
             else:
                 self.drop("kind", f"a {type(message).__name__} message arrived on the features socket")
+
+    def _relay_previews(self, previews_in: zmq.Socket, labels_out: zmq.Socket) -> None:
+        for _ in range(MAX_DRAIN):
+            try:
+                parts = previews_in.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            try:
+                message = wire.unpack(parts)
+            except wire.WireError as error:
+                self.drop(error.reason, f"preview socket: {error}")
+                continue
+            if not isinstance(message, wire.Preview):
+                self.drop("kind", f"a {type(message).__name__} message arrived on the previews socket")
+                continue
+            wire.publish(labels_out, message)
+            self.counters["previews"] += 1
 
     def _accept(self, feature: wire.Feature, received: float, labels_out: zmq.Socket) -> None:
         if feature.vector.shape[0] != self.feature_dim:

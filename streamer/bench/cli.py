@@ -109,6 +109,19 @@ def run_bench(args: argparse.Namespace, console: Console | None = None, stop: St
     return report
 
 
+def dashboard_cost(args: argparse.Namespace, console: Console) -> int:
+    from streamer.bench import dashboard_cost
+
+    config = bench_config(from_args(args), args.fps)
+    result = dashboard_cost.measure(config, list(args.source) or ["synthetic"] * args.streams,
+                                    phase_s=args.phase_seconds, rounds=args.rounds, warmup_s=args.warmup,
+                                    browser_path=args.browser, console=console, stop=StopFlag())
+    console.print(dashboard_cost.render(result))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--streams", type=int, default=1, help="synthetic streams to run (ignored with --source)")
@@ -130,6 +143,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give up when a stream has no label this long after starting")
     parser.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="write the report here")
     parser.add_argument("--no-live", action="store_true", help="no progress bar or live table while running")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="instead: throughput with and without one dashboard and one browser, alternating "
+                             "phases of --phase-seconds in one run (streamer/bench/dashboard_cost.py)")
+    parser.add_argument("--phase-seconds", type=float, default=15.0, help="with --dashboard: seconds per phase")
+    parser.add_argument("--rounds", type=int, default=2, help="with --dashboard: pairs of phases (without, with)")
+    parser.add_argument("--browser", default="/usr/bin/chromium", help="with --dashboard: the Chromium to drive")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -137,6 +156,8 @@ def main(args: argparse.Namespace) -> int:
     logging.getLogger("up").setLevel(logging.WARNING)  # child start lines would break the live view
     # Piped to a file or a CI log, rich would wrap the tables at 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=160)
+    if args.dashboard:
+        return dashboard_cost(args, console)
     try:
         report = run_bench(args, console=console)
     except PipelineFailed as error:

@@ -33,7 +33,8 @@ def bench_config(config: Config, fps: float) -> Config:
     if config.endpoints == Endpoints():
         workers = config.supervisor.feature_workers
         config = replace(config, "endpoints", frames=",".join(f"tcp://127.0.0.1:{free_port()}" for _ in range(workers)),
-                         features=f"tcp://127.0.0.1:{free_port()}", labels=f"tcp://127.0.0.1:{free_port()}")
+                         features=f"tcp://127.0.0.1:{free_port()}", labels=f"tcp://127.0.0.1:{free_port()}",
+                         previews=f"tcp://127.0.0.1:{free_port()}")
     from models.capture_preset import with_capture_preset
 
     config = with_capture_preset(config)

@@ -36,6 +36,7 @@ from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, make_socket, split_endpoints
 from streamer.capture.sources import (SOURCE_VARIABLE, SourceError, SourceFrame, _redact, monotonic_pacer,
                                       open_source, scrub)
+from streamer.capture.previews import PreviewSender
 
 log = logging.getLogger("capture")
 
@@ -324,6 +325,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         socket.setsockopt(zmq.SNDBUF, config.capture.send_buffer_bytes)
     for endpoint in split_endpoints(config.endpoints.frames):
         socket.connect(endpoint)
+    previews = PreviewSender(context, config, stream) if config.capture.preview_fps > 0 else None
     slot = LatestSlot()
     reader = Reader(spec, config, slot, stop)
     sent = send_failures = 0
@@ -358,7 +360,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                 # so a consumer that is far behind still gets every capture's counters.
                 if _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters={
                         **reader.counters(), "frames_sent": sent, "dropped_stale": slot.dropped,
-                        "send_failures": send_failures})):
+                        "send_failures": send_failures, **(previews.counters() if previews else {})})):
                     last_stats = time.monotonic()
             item = slot.take(timeout=0.05)
             if item is None:
@@ -380,6 +382,9 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
             except zmq.Again:
                 send_failures += 1
                 slot.dropped += 1
+                continue
+            if previews:  # after the frame left, so a thumbnail never delays it
+                previews.offer(image, frame.seq, frame.t_capture)
         reason = "stopped" if stop else ("failed" if reader.fatal_error or reader.crashed else "source ended")
         _send_quietly(socket, wire.StreamEnd(stream=stream, reason=reason, t=time.time(),
                                              session=frame_session if frame_session >= 0 else reader.session))
@@ -391,6 +396,8 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     finally:
         stop.set()
         reader.join(timeout=2.0)
+        if previews:
+            previews.close()
         socket.close(linger=200)  # give the last messages a moment to leave
         context.term()
 

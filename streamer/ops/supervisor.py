@@ -206,6 +206,8 @@ def check_endpoints(config: Config) -> list[str]:
         frames = []  # already reported by plan()
     bound = [("endpoints.frames", e) for e in frames] + [("endpoints.features", config.endpoints.features),
                                                           ("endpoints.labels", config.endpoints.labels)]
+    if config.capture.preview_fps > 0:
+        bound.append(("endpoints.previews", config.endpoints.previews))
     for name, endpoint in bound:
         warn_if_exposed(endpoint, config.security)
         problem = bind_problem(endpoint)

@@ -1,11 +1,12 @@
 """The wire format: every message that crosses a ZeroMQ socket is packed and checked here.
 
 A message is multipart: `[topic?, header, buffer?]`.
-- `topic` only on the PUB socket: `label/<stream>/`, `event/<stream>/`, `stats/<process>/`.
+- `topic` only on the PUB socket: `label/<stream>/`, `event/<stream>/`, `stats/<process>/`,
+  `preview/<stream>/`.
   The trailing slash is part of the topic, so subscribing to `label/cam1/` never also
   delivers `label/cam10/` (ZeroMQ subscriptions match prefixes).
 - `header` is a msgpack map with the schema version `v` and the message `kind`.
-- `buffer` is the raw array (frames: uint8 HxWx3 RGB; features: float32 [dim]) sent with
+- `buffer` is the raw array (frames: uint8 HxWx3 RGB; features: float32 [dim]; previews: JPEG bytes) sent with
   `copy=False`; its shape and dtype are in the header and checked against its length.
 
 Never pickle: a peer can only make us allocate what a checked header allows.
@@ -42,6 +43,9 @@ MAX_HEADER_BYTES = 32 * 1024
 MAX_TEXT = 1024  # characters in any string field
 MAX_ITEMS = 1024  # entries in any list or map (top_k, stages, counters: up has one per process)
 MAX_KEY = 128  # characters in a counter's or stage's name ("restarts_capture:" + a stream name)
+MAX_PREVIEW_BYTES = 60 * 1024  # a thumbnail; a bigger one is refused (and it must fit a subscriber's 64 KiB limit)
+# A stats counter named `backend=<name>` (worth 1) says which inference backend a feature worker runs.
+BACKEND_KEY = "backend="
 
 FRAME = "frame"
 FEATURE = "feature"
@@ -49,7 +53,8 @@ LABEL = "label"
 STATS = "stats"
 STREAM_START = "stream_start"
 STREAM_END = "stream_end"
-KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END)
+PREVIEW = "preview"
+KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW)
 
 
 class StreamNameError(ActionableError, ValueError):
@@ -142,7 +147,16 @@ class StreamEnd:
     session: int = 0  # the capture session that ended: an end for another session ends nothing
 
 
-Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd
+@dataclass
+class Preview:
+    """A small JPEG of a stream's latest frame, for dashboards (at most `capture.preview_fps` a second)."""
+    stream: str
+    seq: int  # sequence number of the frame it shows
+    t_capture: float
+    jpeg: bytes
+
+
+Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview
 
 
 # ---------------------------------------------------------------------------------- packing
@@ -169,6 +183,8 @@ def topic_for(message: Message) -> bytes:
         return stats_topic(message.process)
     if isinstance(message, (StreamStart, StreamEnd)):
         return event_topic(message.stream)
+    if isinstance(message, Preview):
+        return preview_topic(message.stream)
     raise TypeError(f"{type(message).__name__} is not published")
 
 
@@ -182,6 +198,10 @@ def event_topic(stream: str) -> bytes:
 
 def stats_topic(process: str) -> bytes:
     return f"stats/{process}/".encode()
+
+
+def preview_topic(stream: str) -> bytes:
+    return f"preview/{stream}/".encode()
 
 
 def send(socket: zmq.Socket, message: Message, flags: int = 0) -> None:
@@ -230,6 +250,9 @@ def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
     if isinstance(message, StreamEnd):
         return {"v": SCHEMA_VERSION, "kind": STREAM_END, "stream": message.stream,
                 "reason": message.reason, "t": message.t, "session": message.session}, None
+    if isinstance(message, Preview):
+        return {"v": SCHEMA_VERSION, "kind": PREVIEW, "stream": message.stream, "seq": message.seq,
+                "t_capture": message.t_capture}, message.jpeg
     raise TypeError(f"cannot pack {type(message).__name__}")
 
 
@@ -262,6 +285,8 @@ def unpack(parts: list) -> Message:
         return _frame(header, _require_buffer(buffer, kind))
     if kind == FEATURE:
         return _feature(header, _require_buffer(buffer, kind))
+    if kind == PREVIEW:
+        return _preview(header, _require_buffer(buffer, kind))
     if buffer is not None:
         raise WireError("parts", f"{kind} messages carry no buffer")
     if kind == LABEL:
@@ -345,6 +370,15 @@ def _feature(header: dict, buffer) -> Feature:
                    vector=vector, truth=_optional_str(header, "truth"),
                    truth_since=_int(header, "truth_since"), stages=_number_map(header, "stages"),
                    t_sent=_number(header, "t_sent"), session=_int(header, "session"))
+
+
+def _preview(header: dict, buffer) -> Preview:
+    jpeg = bytes(buffer)
+    if len(jpeg) > MAX_PREVIEW_BYTES:
+        raise WireError("size", f"preview has {len(jpeg)} bytes, at most {MAX_PREVIEW_BYTES}")
+    if not jpeg.startswith(b"\xff\xd8"):
+        raise WireError("value", "preview is not a JPEG")
+    return Preview(stream=_stream(header), seq=_seq(header), t_capture=_number(header, "t_capture"), jpeg=jpeg)
 
 
 def _label(header: dict) -> Label:

@@ -26,6 +26,7 @@ from streamer.transport import wire
 FRAME_SIDE = 64  # the tests' capture.crop: the only frame size the feature worker takes
 FEATURE_DIM = 512  # what the LSTM worker takes
 BUFFER_LIMIT = 20_000  # every generated part stays far below security.max_message_bytes
+JPEG_START = b"\xff\xd8"  # every JPEG starts with these two bytes (start of image)
 MSGPACK_NEVER_USED = b"\xc1"  # the one byte msgpack never emits: no header can start with it
 
 _int = st.integers(-2**63, 2**64 - 1)  # what msgpack can carry
@@ -64,6 +65,7 @@ FIELDS = {
     wire.STATS: {"t": "number", "counters": "number_map"},  # `process` has a reason of its own
     wire.STREAM_START: {"source": "str", "fps": "number", "width": "int", "height": "int", "t": "number"},
     wire.STREAM_END: {"reason": "str", "t": "number", "session": "int"},
+    wire.PREVIEW: {"seq": "int", "t_capture": "number"},
 }
 _WRONG = {"int": _not_int, "number": _not_number, "str": _not_str, "optional_str": _not_optional_str,
           "number_map": _not_number_map, "bool": _not_bool, "top_k": _not_top_k}
@@ -85,6 +87,8 @@ def valid_header(kind: str, stream: str = "cam0", side: int = FRAME_SIDE, dim: i
         return {"v": 1, "kind": kind, "process": "p", "t": 1.0, "counters": {"x": 1}}
     if kind == wire.STREAM_START:
         return {"v": 1, "kind": kind, "stream": stream, "source": "s", "fps": 1.0, "width": 1, "height": 1, "t": 1.0}
+    if kind == wire.PREVIEW:
+        return {"v": 1, "kind": kind, "stream": stream, "seq": 7, "t_capture": 1.0}
     return {"v": 1, "kind": kind, "stream": stream, "reason": "r", "t": 1.0, "session": 1}
 
 
@@ -95,6 +99,8 @@ def valid_buffer(header: dict) -> bytes | None:
         return bytes(range(256)) * (height * width * 3 // 256) + bytes(height * width * 3 % 256)
     if header["kind"] == wire.FEATURE:
         return b"\x00\x00\x80\x3f" * header["dim"]  # float32 1.0
+    if header["kind"] == wire.PREVIEW:
+        return JPEG_START + bytes(64)  # the wire checks a JPEG's first bytes, never decodes it
     return None
 
 
@@ -113,8 +119,11 @@ def _well_formed(draw, kinds=wire.KINDS) -> tuple[dict, bytes | None]:
 
 
 @st.composite
-def broken(draw) -> tuple[list[bytes], str]:
-    """A well-formed message with exactly one thing wrong, and the reason that one thing is refused for."""
+def broken(draw, oversized: bool = True) -> tuple[list[bytes], str]:
+    """A well-formed message with exactly one thing wrong, and the reason that one thing is refused for.
+
+    `oversized=False` leaves out what a receiving socket's size limit refuses before the wire format
+    sees it (ZeroMQ then drops the connection, so nothing could count it)."""
     header, buffer = draw(_well_formed())
     kind = header["kind"]
     carries_buffer = buffer is not None
@@ -128,6 +137,8 @@ def broken(draw) -> tuple[list[bytes], str]:
         choices += ["shape", "truncated_buffer", "long_buffer"]
     if kind == wire.FEATURE:
         choices += ["dim", "truncated_buffer", "long_buffer", "nan"]
+    if kind == wire.PREVIEW:
+        choices += ["not_jpeg", "huge_preview"] if oversized else ["not_jpeg"]
     broken = draw(st.sampled_from(choices))
     if broken == "extra_parts":
         extra = draw(st.lists(st.binary(max_size=32), min_size=1, max_size=3))
@@ -192,6 +203,10 @@ def broken(draw) -> tuple[list[bytes], str]:
         return _parts(header, buffer[:draw(st.integers(0, len(buffer) - 1))]), "size"
     if broken == "long_buffer":
         return _parts(header, buffer + draw(st.binary(min_size=1, max_size=64))), "size"
+    if broken == "not_jpeg":
+        return _parts(header, draw(st.binary(max_size=64).filter(lambda b: not b.startswith(JPEG_START)))), "value"
+    if broken == "huge_preview":
+        return _parts(header, JPEG_START + bytes(wire.MAX_PREVIEW_BYTES)), "size"
     if broken == "nan":
         at = draw(st.integers(0, header["dim"] - 1))
         bad = draw(st.sampled_from([b"\x00\x00\xc0\x7f", b"\x00\x00\x80\x7f", b"\x00\x00\x80\xff"]))  # NaN, +-inf
@@ -224,7 +239,7 @@ def misrouted(socket: str):
 
 def invalid(socket: str):
     """(parts, drop reason) for a message the worker on `socket` must drop and count."""
-    return st.one_of(broken(), misrouted(socket))
+    return st.one_of(broken(oversized=False), misrouted(socket))
 
 
 @st.composite
@@ -239,7 +254,7 @@ def published_invalid(draw) -> list[bytes]:
     if choice == "never_published":  # a well-formed frame or feature: they only travel PUSH sockets
         header, buffer = draw(_well_formed((wire.FRAME, wire.FEATURE)))
         return [wire.label_topic(header["stream"])] + _parts(header, buffer)
-    parts, _ = draw(broken())
+    parts, _ = draw(broken(oversized=False))
     return [b"label/" + draw(st.binary(max_size=16))] + parts
 
 

@@ -40,9 +40,10 @@ FAST = ["capture.crop=64", "capture.resize=72", "capture.fps=8", "features.backe
 
 def free_endpoints() -> dict[str, str]:
     ports: set[int] = set()
-    while len(ports) < 3:
+    while len(ports) < 4:
         ports.add(free_port())
-    return {name: f"tcp://127.0.0.1:{port}" for name, port in zip(("frames", "features", "labels"), sorted(ports))}
+    return {name: f"tcp://127.0.0.1:{port}"
+            for name, port in zip(("frames", "features", "labels", "previews"), sorted(ports))}
 
 
 def run_py(args: list[str], sets: list[str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen:
