@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     chosen = argv[0] if argv else None
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text,
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         sub.set_defaults(module=module_name)
         if name == chosen:
             importlib.import_module(module_name).add_arguments(sub)

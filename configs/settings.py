@@ -58,8 +58,9 @@ class Capture:
     stall_timeout_s: float = 5.0
     # abandoned reader threads still stuck inside the camera driver before the capture exits to be restarted
     max_stuck_readers: int = 3
-    # synthetic camera: frames per activity segment and seed
-    synthetic_segment_frames: int = 160
+    # synthetic camera: frames per activity segment (0: the length of the bundle's training clips,
+    # 160 without a bundle) and seed
+    synthetic_segment_frames: int = 0
     synthetic_seed: int = 0
     # stop after this many frames (0: run until stopped); used by tests and benchmarks
     max_frames: int = 0

@@ -26,7 +26,7 @@ from typing import Callable
 import zmq
 
 from configs.settings import Config, ConfigError, add_config_arguments, from_args
-from models.capture_preset import capture_preset
+from models.capture_preset import capture_preset, fit_capture
 from models.presets import geometric
 from streamer.transport import wire
 from streamer.runtime.logs import setup_logging
@@ -299,6 +299,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     if not wire.STREAM_NAME.match(stream):
         raise ValueError(f"stream name {stream!r} must match {wire.STREAM_NAME.pattern}")
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
+    config = fit_capture(config).config  # (already resolved under `up` and the bench: no bundle read)
     preset = capture_preset(config)
     context = zmq.Context()
     socket = make_socket(context, zmq.PUSH, "", bind=False, security=config.security, hwm=config.capture.send_hwm)
