@@ -161,13 +161,23 @@ def evaluate(config: Config, console: Console | None = None, streams: int = DEFA
 
     console.print(summary_table(results))
     console.print(per_class_table(results))
-    console.print(confusion_table(classes, window_confusion, "LSTM window confusion (rows: true, columns: predicted)"))
-    verdict = "[green]equal" if stream_check["within_tolerance"] else "[red]NOT equal"
-    console.print(f"streamed vs offline over {stream_check['streams']} parallel streams, {stream_check['frames']} "
-                  f"frames: max abs difference {stream_check['max_abs_difference']:.2e}, labels "
-                  f"{'equal' if stream_check['labels_equal'] else 'differ'} -> {verdict}")
-    console.print(f"evaluate: {path} and {png} ({results['seconds']:.1f} s)")
+    console.print(confusion_table(classes, window_confusion, "LSTM window confusion: counts of test windows "
+                                                             "(rows: true class, columns: predicted)"))
+    console.print(live_check_sentence(stream_check), soft_wrap=True)
+    console.print(f"evaluate: {path}, and {png} (the same matrices as percentages of each true class's row, "
+                  f"CNN per frame beside LSTM per window) ({results['seconds']:.1f} s)", soft_wrap=True)
     return results
+
+
+def live_check_sentence(check: dict) -> str:
+    """What the check of the live window code against the offline model found, in words."""
+    found = (f"the live rolling-window code, run on {check['streams']} test videos as parallel streams "
+             f"({check['frames']} frames), gives the offline model's probabilities to within "
+             f"{check['max_abs_difference']:.1e}")
+    labels = "and the same label for every window" if check["labels_equal"] else "but a different label for some windows"
+    if check["within_tolerance"]:
+        return f"[green]live == offline:[/] {found}, {labels}"
+    return f"[red]live != offline:[/] {found} (more than the {STREAM_TOLERANCE:g} allowed), {labels}"
 
 
 def _percent(value: float | None) -> str:

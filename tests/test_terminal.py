@@ -198,3 +198,15 @@ def test_a_bundle_from_before_the_capture_record_still_loads(tmp_path):
     fitted = fit_capture(load_config(None, [f"features.bundle={path}"]))
     assert fitted.config.capture.synthetic_segment_frames == FALLBACK_SEGMENT_FRAMES
     assert fitted.config.capture.crop == 64 and not fitted.synthetic_classes
+
+
+def test_evaluate_says_in_words_what_the_live_check_found():
+    from models.evaluate import live_check_sentence
+
+    good = live_check_sentence({"streams": 4, "frames": 640, "max_abs_difference": 7.2e-7, "labels_equal": True,
+                                "within_tolerance": True})
+    assert good.startswith("[green]live == offline:[/]") and "within 7.2e-07" in good
+    assert "the same label for every window" in good
+    bad = live_check_sentence({"streams": 4, "frames": 640, "max_abs_difference": 0.2, "labels_equal": False,
+                               "within_tolerance": False})
+    assert "live != offline" in bad and "a different label for some windows" in bad
