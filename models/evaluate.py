@@ -25,7 +25,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from configs.settings import Config, add_config_arguments, from_args
+from configs.settings import Config, from_args
+from models.stage_options import DEFAULT_STREAMS, evaluate as add_arguments  # noqa: F401 - run.py reads it
 from models import bundle
 from models.files import write_json_atomically
 from models.frames import FramesError
@@ -35,7 +36,6 @@ from models.train_lstm import VideoFeatures, load_split_features, lstm_path
 from models.window import StaggeredWindows, offline_window_probabilities
 
 STREAM_TOLERANCE = 1e-4
-DEFAULT_STREAMS = 8
 
 
 def reversed_pair_classes(classes: list[str]) -> list[str]:
@@ -242,13 +242,6 @@ def save_confusion_png(path: Path, classes: list[str], frames: np.ndarray, windo
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--streams", type=int, default=DEFAULT_STREAMS,
-                        help=f"test videos run as parallel live streams for the streamed-vs-offline check "
-                             f"(default {DEFAULT_STREAMS})")
 
 
 def main(args: argparse.Namespace) -> int:

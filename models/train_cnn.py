@@ -18,7 +18,8 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, RandomSampler
 
-from configs.settings import Config, add_config_arguments, from_args, replace
+from configs.settings import Config, from_args, replace
+from models.stage_options import WEIGHT_CHOICES, train_cnn as add_arguments  # noqa: F401 - run.py reads it
 from models import bundle
 from models.frames import FrameDataset, FramesError, prepared_videos
 from models.networks import FrameCNN
@@ -27,9 +28,6 @@ from models.presets import Preset
 from models.pretrained import ImageNetWeightsMissing, imagenet_resnet18
 from models.training_loop import Precision, choose_device, fit
 from models.training_report import EpochResult, TrainingReport
-
-WEIGHT_CHOICES = ("imagenet", "none")
-
 
 @dataclass
 class TrainedCnn:
@@ -106,12 +104,6 @@ def train_cnn(config: Config, console: Console | None = None, progress: bool = T
     report.finish({"seconds": seconds, "classes": classes, "weights": recipe.weights})
     console.print(f"train-cnn: saved the best epoch to {checkpoint} ({seconds:.0f} s in all)")
     return TrainedCnn(checkpoint, best, seconds)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--weights", choices=WEIGHT_CHOICES, default=None,
-                        help="start from ImageNet weights or from scratch (default: cnn.weights from the config)")
 
 
 def main(args: argparse.Namespace) -> int:

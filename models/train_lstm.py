@@ -20,7 +20,8 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, Dataset
 
-from configs.settings import DEFAULT_BUNDLE, Config, add_config_arguments, from_args
+from configs.settings import DEFAULT_BUNDLE, Config, from_args
+from models.stage_options import train_lstm as add_arguments  # noqa: F401 - run.py reads it
 from models import bundle
 from models.extract import feature_path, load_features
 from models.files import write_atomically
@@ -182,12 +183,6 @@ def train_lstm(config: Config, bundle_out: Path | None = Path(DEFAULT_BUNDLE), c
 
 def _copy_atomically(source: Path, target: Path) -> None:
     write_atomically(target, lambda temporary: shutil.copyfile(source, temporary))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--bundle-out", type=Path, default=Path(DEFAULT_BUNDLE),
-                        help=f"also write the bundle here (default: {DEFAULT_BUNDLE}, what the live workers load)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -210,3 +210,25 @@ def test_evaluate_says_in_words_what_the_live_check_found():
     bad = live_check_sentence({"streams": 4, "frames": 640, "max_abs_difference": 0.2, "labels_equal": False,
                                "within_tolerance": False})
     assert "live != offline" in bad and "a different label for some windows" in bad
+
+
+def test_every_help_shows_defaults_without_importing_torch_or_opencv():
+    """`--help` answers before the heavy libraries load (timings are shown, not asserted: see the README)."""
+    # capture and make-synthetic are OpenCV programs: they come last, so that every other one is
+    # checked for OpenCV too (modules stay imported across the loop)
+    script = ("import contextlib, io, sys, run\n"
+              "last = ['capture', 'make-synthetic']\n"
+              "for name in [n for n in run.SUBCOMMANDS if n not in last] + last:\n"
+              "    text = io.StringIO()\n"
+              "    with contextlib.redirect_stdout(text):\n"
+              "        try:\n"
+              "            run.main([name, '--help'])\n"
+              "        except SystemExit:\n"
+              "            pass\n"
+              "    heavy = {'torch', 'torchvision', 'openvino', 'matplotlib'} | (set() if name in last else {'cv2'})\n"
+              "    heavy = sorted(heavy & set(sys.modules))\n"
+              "    print(name, '(default:' in text.getvalue(), heavy)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) > 10 and all(line.endswith("True []") for line in lines), done.stdout

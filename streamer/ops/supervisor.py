@@ -40,7 +40,6 @@ from streamer.transport import wire
 from streamer.runtime.lifetime import supervised_environment
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, bind_problem, make_socket, split_endpoints, warn_if_exposed
-from streamer.capture.sources import SourceError, check_source
 
 log = logging.getLogger("up")
 
@@ -165,6 +164,8 @@ def parse_source(source: str, index: int) -> tuple[str, str]:
 
 def preflight(config: Config, sources: list[str]) -> None:
     """Everything that would make every child fail, checked once here; raises ConfigError listing it all."""
+    from streamer.capture.sources import SourceError, check_source  # OpenCV: after `--help` has answered
+
     problems = []
     try:
         plan(config, sources, Path("up-config.toml"))  # stream names, duplicates, frames endpoints
