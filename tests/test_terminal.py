@@ -232,3 +232,21 @@ def test_every_help_shows_defaults_without_importing_torch_or_opencv():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) > 10 and all(line.endswith("True []") for line in lines), done.stdout
+
+
+def test_the_missing_key_hint_makes_exactly_the_pair_that_was_missing(tmp_path):
+    import pytest
+
+    from configs.settings import ConfigError, Security
+    from streamer.transport.security import check_keys
+
+    security = Security(curve=True, keys_dir=str(tmp_path / "keys"), client_key="bob")
+    with pytest.raises(ConfigError) as error:
+        check_keys(security)
+    hint = str(error.value).split("make them with: ", 1)[1].split(" (")[0]
+    command = hint.split()
+    assert command[:3] == ["python", "run.py", "keys"]
+    done = subprocess.run([sys.executable, str(ROOT / "run.py"), *command[2:]], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    check_keys(security)  # bob's pair, the server's and the allow-list are all there now
