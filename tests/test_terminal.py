@@ -94,6 +94,8 @@ def test_ended_and_silent_streams_are_not_shown_as_live():
     cam1 = next(line for line in text.splitlines() if line.startswith("cam1"))
     assert "ended: stopped" in cam0 and "20.0" not in cam0
     assert "silent 12 s" in cam1 and "20.0" not in cam1
+    view.waiting = "nothing received for 10 s: nothing listens on tcp://127.0.0.1:1"
+    assert "nothing listens on tcp://127.0.0.1:1" in _text(render(View(waiting=view.waiting), width=80))
     view.add_label(_label("cam0", seq=41), received=112.0)  # a new session: live again
     assert "ended" not in next(line for line in _text(render(view, now=112.0)).splitlines() if line.startswith("cam0"))
 

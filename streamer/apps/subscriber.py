@@ -57,6 +57,7 @@ class View:
     labels: int = 0
     malformed: int = 0
     timed_out: bool = False  # gave up waiting for a label (--timeout)
+    waiting: str | None = None  # what to check while nothing arrives (shown under the table)
 
     def take(self, message: wire.Message | None, received: float) -> None:
         """One message off the label socket (None: a malformed one)."""
@@ -102,7 +103,7 @@ def render(view: View, now: float | None = None, width: int | None = None) -> Ta
     models = sorted({item.label.model_id for item in view.streams.values()})
     table = Table(title=Text(f"live labels (model {', '.join(models) or '-'})"), expand=False,
                   box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
-                  caption_justify="left")
+                  caption_justify="left", min_width=None if view.streams else width)  # room for the hints
     runner_up_shown = width is None or width >= RUNNER_UP_FROM_COLUMNS
     has_truth = any(item.label.truth is not None for item in view.streams.values())
     # Narrow terminals wrap the label, runner-up, window and truth cells onto more lines; the stream
@@ -137,7 +138,8 @@ def render(view: View, now: float | None = None, width: int | None = None) -> Ta
     legend = ["ms: camera frame -> label here", f"window: {LEGEND['window']}"]
     if has_truth:
         legend += [f"truth: {LEGEND['truth']}", f"acc: {LEGEND['acc']}"]
-    table.caption = Text("\n".join(([" | ".join(view.events[-3:])] if view.events else []) + ["; ".join(legend)]))
+    lines = ([view.waiting] if view.waiting else []) + ([" | ".join(view.events[-3:])] if view.events else [])
+    table.caption = Text("\n".join(lines + ["; ".join(legend)]))
     return table
 
 
@@ -225,12 +227,14 @@ def subscribe(config: Config, streams: list[str], *, as_json: bool, count: int, 
                                                                          >= HINT_EVERY_S):
                 watch.update()
                 last_hint = now
-                notes.print(Text(waiting_hint(config, watch, now - last_arrival, streams)))
+                view.waiting = waiting_hint(config, watch, now - last_arrival, streams)
+                if as_json:  # the table shows it in place; JSON lines keep stdout to themselves
+                    notes.print(Text(view.waiting))
             if socket.poll(100):
                 for message, received in received_messages(socket, limit=1):  # one at a time: --count stops at N
                     view.take(message, received)
                     if isinstance(message, wire.Label):
-                        last_arrival = time.monotonic()
+                        last_arrival, view.waiting = time.monotonic(), None
                         if as_json:
                             print(label_json(message, received), flush=True)
             if live:
