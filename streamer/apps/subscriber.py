@@ -127,7 +127,7 @@ def render(view: View, now: float | None = None, width: int | None = None) -> Ta
         elif silent:
             window, latency, style = f"silent {now - item.received:.0f} s", "-", "dim"
         else:
-            window = f"{'warming' if label.warming else 'full'} {label.frames_in_window}"
+            window = f"{'warming up' if label.warming else 'full'} {label.frames_in_window}"
             latency, style = f"{latency_ms(label, item.received):.1f}", None
         runner_up = f"{label.top_k[1][0]} {label.top_k[1][1]:.2f}" if len(label.top_k) > 1 else "-"
         cells = [name, str(label.seq), f"{label.label} {label.score:.2f}"] + ([runner_up] if runner_up_shown else [])
