@@ -164,7 +164,8 @@ def test_the_summary_has_frames_labels_drops_by_reason_and_latency_per_stream():
     cells = [cell.strip() for cell in door.split("│")]
     assert cells[2:7] == ["5 read, 5 sent", "0", "none", "-", "-"]  # no label: no latency
     assert "lstm 3 malformed" in text and "1 malformed messages" in text
-    assert tally.first_label_at is not None
+    assert tally.first_label_at is not None and "no label arrived" not in text
+    assert "no label arrived" in _text(Tally().summary("up stopped"))
 
 
 # ---------------------------------------------------------------------- what a bundle carries

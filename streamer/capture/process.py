@@ -319,6 +319,10 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     frame_session = -1
     last_stats = time.monotonic()
     process = f"capture:{stream}"
+
+    def counters() -> dict[str, float]:
+        return {**reader.counters(), "frames_sent": sent, "dropped_stale": slot.dropped,
+                "send_failures": send_failures}
     try:
         reader.start()
         while not stop:
@@ -340,9 +344,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
             if time.monotonic() - last_stats >= config.capture.stats_interval_s:
                 # Sent only when the socket has room, and the timer restarts only once it went out,
                 # so a consumer that is far behind still gets every capture's counters.
-                if _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters={
-                        **reader.counters(), "frames_sent": sent, "dropped_stale": slot.dropped,
-                        "send_failures": send_failures})):
+                if _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters=counters())):
                     last_stats = time.monotonic()
             item = slot.take(timeout=0.05)
             if item is None:
@@ -365,6 +367,8 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                 send_failures += 1
                 slot.dropped += 1
         reason = "stopped" if stop else ("failed" if reader.fatal_error or reader.crashed else "source ended")
+        # the final counters, so a summary made from them (`up`'s) adds up to the end
+        _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters=counters()))
         _send_quietly(socket, wire.StreamEnd(stream=stream, reason=reason, t=time.time()))
         log.info("capture %s done (%s): %d read, %d sent, %d dropped", stream, reason, reader.frames_read, sent,
                  slot.dropped)

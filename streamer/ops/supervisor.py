@@ -430,6 +430,9 @@ def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopF
         return 0
     log.info("labels will be published on %s (subscribe: %s)", config.endpoints.labels, subscribe_command(config))
     tally = Tally()
+    for child in children:
+        if child.is_capture:  # listed even if none of its labels arrives
+            tally.stream(child.name.removeprefix("capture:"))
     code = supervise(children, config, stop, seconds, tally)
     (console or Console()).print(tally.summary(f"up stopped: {len(tally.streams)} stream(s), "
                                                f"{sum(s.labels for s in tally.streams.values())} labels"))

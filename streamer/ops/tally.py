@@ -74,6 +74,9 @@ class Tally:
                  "not send; latency: camera frame -> label received"]
         if workers:
             notes.append(f"dropped messages in the workers: {workers}")
+        if self.first_label_at is None:
+            notes.append("no label arrived: the models may still have been loading (`up` says 'ready' when the "
+                         "first label leaves), or see the warnings above")
         if self.malformed:
             notes.append(f"{self.malformed} malformed messages on the labels endpoint")
         table.caption = "\n".join(notes)
