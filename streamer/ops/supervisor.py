@@ -31,7 +31,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import zmq
-
 from rich.console import Console
 
 from configs.settings import Config, ConfigError, add_config_arguments, config_to_toml, from_args
@@ -111,8 +110,10 @@ def subscribe_command(config: Config) -> str:
         command += f" --set endpoints.labels={config.endpoints.labels}"
     if config.security.curve:
         command += " --set security.curve=true"
-        if config.security.keys_dir != Config().security.keys_dir:
-            command += f" --set security.keys_dir={config.security.keys_dir}"
+        for key in ("keys_dir", "client_key"):  # where the subscriber finds its key pair
+            value = getattr(config.security, key)
+            if value != getattr(Config().security, key):
+                command += f" --set security.{key}={value}"
     return command
 
 
