@@ -115,6 +115,9 @@ def test_subscribe_with_nothing_running_says_where_it_listens_what_to_check_and_
     assert f"nothing listens on {endpoint}. Is `run.py up` running" in notes
     assert "no label for 7 s; giving up" in notes
     assert time.monotonic() - started < 60
+    table = subprocess.run([sys.executable, str(ROOT / "run.py"), "subscribe", "--seconds", "2", "--set",
+                            f"endpoints.labels={endpoint}"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert table.returncode == 1, "--seconds with nothing received must not look like success"
 
 
 def test_a_curve_publisher_and_a_plain_subscriber_get_a_curve_hint(capsys):
@@ -140,9 +143,10 @@ def test_a_curve_publisher_and_a_plain_subscriber_get_a_curve_hint(capsys):
 
 def test_the_subscribe_hint_carries_the_real_endpoint_and_curve():
     assert subscribe_command(load_config()) == "python run.py subscribe"
-    moved = load_config(None, ["endpoints.labels=tcp://127.0.0.1:6001", "security.curve=true"])
+    moved = load_config(None, ["endpoints.labels=tcp://127.0.0.1:6001", "security.curve=true",
+                               "security.client_key=bob"])
     assert subscribe_command(moved) == ("python run.py subscribe --set endpoints.labels=tcp://127.0.0.1:6001 "
-                                        "--set security.curve=true")
+                                        "--set security.curve=true --set security.client_key=bob")
 
 
 def test_the_summary_has_frames_labels_drops_by_reason_and_latency_per_stream():
