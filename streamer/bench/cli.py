@@ -144,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[red]bench failed:[/] {error}")
         return 1
     console.print(Text(report["verdict"], style="bold"))
-    console.print(render(report))
+    console.print(render(report, width=console.width))
     console.print(render_stages(report))
     console.print(render_summary(report))
     if args.json_path:

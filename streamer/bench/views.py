@@ -40,25 +40,32 @@ def verdict(report: dict) -> str:
     return "verdict: " + "; ".join(parts)
 
 
-def render(report: dict) -> Table:
+NARROW_BELOW = 100  # narrower terminals get the table without labels, p90 and max (all in --json)
+
+
+def render(report: dict, width: int | None = None) -> Table:
     """The report as one table: a row per stream and one for all (pure: tested with a string console).
-    Fits 100 columns; the caption explains every column."""
+    Fits 100 columns, and 80 without three columns; the caption explains every column."""
+    narrow = width is not None and width < NARROW_BELOW
+    notes = COLUMN_NOTES + (("labels, p90 and max: on a terminal of 100 columns, and in --json",) if narrow else ())
     table = Table(title=report.get("title", "pipeline benchmark"), box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, collapse_padding=True, caption_justify="left",
-                  caption="\n".join((*COLUMN_NOTES, report.get("caption") or "")).strip())
-    for column in ("stream", "labels", "labels/s", "p50", "p90", "p99", "max", "read", "sent", "dropped",
-                   "no label", "accuracy (n)"):
+                  caption="\n".join((*notes, report.get("caption") or "")).strip())
+    columns = ("stream", "labels", "labels/s", "p50 ms", "p90", "p99", "max", "read", "sent", "dropped", "no label",
+               "accuracy (n)")
+    shown = [column not in ("labels", "p90", "max") or not narrow for column in columns]
+    for column in (c for c, show in zip(columns, shown) if show):
         # the last two give way (wrap) on narrow terminals; names and figures are never cut
         table.add_column(column, justify="left" if column == "stream" else "right",
                          no_wrap=column not in ("no label", "accuracy (n)"))
-    table.columns[3].header = "p50 ms"
 
     def row(name: str, item: dict, read: int, sent: int, dropped: int, style: str | None = None) -> None:
         latency, accuracy = item["latency_ms"], item["accuracy"]
         acc = f"{100 * accuracy['accuracy']:.1f}% ({accuracy['judged']})" if accuracy["accuracy"] is not None else "-"
-        table.add_row(escape(name), str(item["labels"]), f"{item['throughput_labels_per_s']:.1f}",
-                      _ms(latency["p50"]), _ms(latency["p90"]), _ms(latency["p99"]), _ms(latency["max"]), str(read),
-                      str(sent), str(dropped), str(item["unlabelled"]), acc, style=style)
+        cells = (escape(name), str(item["labels"]), f"{item['throughput_labels_per_s']:.1f}", _ms(latency["p50"]),
+                 _ms(latency["p90"]), _ms(latency["p99"]), _ms(latency["max"]), str(read), str(sent), str(dropped),
+                 str(item["unlabelled"]), acc)
+        table.add_row(*(cell for cell, show in zip(cells, shown) if show), style=style)
 
     for name, item in report["streams"].items():
         capture = item["capture"]
