@@ -3,8 +3,8 @@
 SequenceLSTM on `sequence.window`-frame windows of the extracted 512-d features, sampled every
 `sequence.window_stride` frames across each video, classifying from the last step; NLL loss, Adam.
 The best epoch by test window accuracy is saved with `save_lstm` to <work_dir>/lstm.pt (curves
-lstm_curves.png, figures lstm_history.json); then cnn.pt + lstm.pt are joined into
-<work_dir>/bundle.pt, whose model id is printed, and the bundle is copied to --bundle-out (by
+lstm_curves.png, figures lstm_history.json); then cnn.pt + lstm.pt are joined, with the capture
+they were trained for (`capture_trained_for`), into <work_dir>/bundle.pt, whose model id is printed, and the bundle is copied to --bundle-out (by
 default artifacts/bundle.pt, what the live workers load).
 """
 
