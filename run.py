@@ -42,6 +42,22 @@ SUBCOMMANDS = {
     "evaluate": ("models.evaluate", "frame, window and video accuracy, per class, confusion matrix"),
 }
 
+# Subcommands whose module imports torch (or cv2) take their options from a light module, so that
+# `--help` answers at once: subcommand -> "module:function".
+OPTIONS = {
+    "prepare": "configs.settings:add_config_arguments",
+    "train-cnn": "models.stage_options:train_cnn",
+    "extract": "models.stage_options:extract",
+    "train-lstm": "models.stage_options:train_lstm",
+    "evaluate": "models.stage_options:evaluate",
+}
+
+
+def add_arguments(name: str, module_name: str, parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options, read without importing what only running it needs."""
+    options_module, _, function = OPTIONS.get(name, f"{module_name}:add_arguments").partition(":")
+    getattr(importlib.import_module(options_module), function)(parser)
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -49,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     chosen = argv[0] if argv else None
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text,
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         sub.set_defaults(module=module_name)
         if name == chosen:
-            importlib.import_module(module_name).add_arguments(sub)
+            add_arguments(name, module_name, sub)
     args = parser.parse_args(argv)
     try:
         return int(importlib.import_module(args.module).main(args) or 0)

@@ -74,8 +74,8 @@ class Capture:
     stall_timeout_s: float = 5.0
     # abandoned reader threads still stuck inside the camera driver before the capture exits to be restarted
     max_stuck_readers: int = 3
-    # synthetic camera: frames each activity segment lasts
-    synthetic_segment_frames: int = 160
+    # synthetic camera: frames per activity segment (0: the bundle's training clip length; 160 without a bundle)
+    synthetic_segment_frames: int = 0
     # synthetic camera: seed of its scenes (`up` adds the camera's position, so cameras differ)
     synthetic_seed: int = 0
     # stop after this many frames (0: run until stopped); used by tests and benchmarks

@@ -4,7 +4,9 @@ A checkpoint is a plain dict of tensors, numbers, strings and lists (loaded with
 `weights_only=True`, never unpickled code). The live workers rebuild their models from it alone.
 - `cnn.pt` (train-cnn): classes, preset, feature size, the FrameCNN state_dict.
 - `lstm.pt` (train-lstm): classes, hidden size, layers, window, the SequenceLSTM state_dict.
-- `bundle.pt`: both, plus `model_id`; this is what the workers load.
+- `bundle.pt`: both, plus `model_id` and `capture` (the capture it was trained for: crop, frame
+  rate, synthetic segment length; absent in bundles written before it existed); this is what the
+  workers load.
 """
 
 from __future__ import annotations
@@ -27,6 +29,25 @@ FORMAT = "cnn-lstm-bundle/1"
 
 class BundleError(ActionableError, ValueError):
     """A checkpoint that is missing, unreadable, or does not fit what it is loaded into."""
+
+
+@dataclass(frozen=True)
+class TrainedCapture:
+    """The capture a bundle was trained for: what `up` and the bench use unless told otherwise."""
+
+    crop: int
+    resize: int
+    fps: float | None = None  # frames per second the training frames were taken at (None: not recorded)
+    synthetic_segment_frames: int | None = None  # clip length of the synthetic set (None: other data)
+
+    def to_dict(self) -> dict:
+        return {"crop": self.crop, "resize": self.resize, "fps": self.fps,
+                "synthetic_segment_frames": self.synthetic_segment_frames}
+
+    @property
+    def synthetic_classes(self) -> bool:
+        """True when the model's classes are the synthetic set's shapes, not actions of real footage."""
+        return self.synthetic_segment_frames is not None
 
 
 @dataclass
@@ -61,8 +82,9 @@ def save_lstm(path: Path, model: SequenceLSTM, classes: list[str], window: int, 
                  "state_dict": model.state_dict(), "metrics": metrics})
 
 
-def save_bundle(path: Path, cnn_path: Path, lstm_path: Path) -> str:
-    """Join a CNN and an LSTM checkpoint into the bundle the workers load; returns its model id."""
+def save_bundle(path: Path, cnn_path: Path, lstm_path: Path, capture: TrainedCapture | None = None) -> str:
+    """Join a CNN and an LSTM checkpoint into the bundle the workers load; returns its model id.
+    `capture` records what the capture should do for this model (default: the CNN's crop only)."""
     cnn, lstm = _read(cnn_path, "cnn"), _read(lstm_path, "lstm")
     if cnn["classes"] != lstm["classes"]:
         raise BundleError(f"{cnn_path} and {lstm_path} were trained on different class lists")
@@ -74,7 +96,10 @@ def save_bundle(path: Path, cnn_path: Path, lstm_path: Path) -> str:
             digest.update(name.encode())
             digest.update(tensor.detach().float().cpu().numpy().tobytes())
     model_id = f"cnnlstm-{time.strftime('%Y%m%d')}-{digest.hexdigest()[:10]}"
-    _save(path, {"format": FORMAT, "part": "bundle", "model_id": model_id, "cnn": cnn, "lstm": lstm})
+    preset = Preset.from_dict(cnn["preset"])
+    capture = capture or TrainedCapture(crop=preset.crop, resize=preset.resize)
+    _save(path, {"format": FORMAT, "part": "bundle", "model_id": model_id, "cnn": cnn, "lstm": lstm,
+                 "capture": capture.to_dict()})
     return model_id
 
 
@@ -102,6 +127,16 @@ def load_lstm(path: Path) -> LstmCheckpoint:
         return LstmCheckpoint(classes=list(part["classes"]), hidden=int(part["hidden"]),
                               layers=int(part["layers"]), window=int(part["window"]), model=model,
                               weights_source="trained", metrics=dict(part.get("metrics", {})))
+
+
+def trained_capture(path: Path) -> TrainedCapture:
+    """The capture a bundle (or cnn.pt) was trained for; older bundles know only their crop."""
+    data = _read(path, "bundle", "cnn")
+    preset = Preset.from_dict((data["cnn"] if data["part"] == "bundle" else data)["preset"])
+    recorded = data.get("capture") or {}
+    fps, segment = recorded.get("fps"), recorded.get("synthetic_segment_frames")
+    return TrainedCapture(crop=preset.crop, resize=preset.resize, fps=float(fps) if fps else None,
+                          synthetic_segment_frames=int(segment) if segment else None)
 
 
 def model_id(path: Path) -> str:

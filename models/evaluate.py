@@ -26,7 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from configs.exit_codes import ExitCode
-from configs.settings import Config, add_config_arguments, from_args
+from configs.settings import Config, from_args
+from models.stage_options import DEFAULT_STREAMS, evaluate as add_arguments  # noqa: F401 - run.py reads it
 from models import bundle
 from models.files import write_json_atomically
 from models.frames import FramesError
@@ -36,7 +37,6 @@ from models.train_lstm import VideoFeatures, load_split_features, lstm_path
 from models.window import StaggeredWindows, offline_window_probabilities
 
 STREAM_TOLERANCE = 1e-4
-DEFAULT_STREAMS = 8
 
 
 def reversed_pair_classes(classes: list[str]) -> list[str]:
@@ -162,13 +162,23 @@ def evaluate(config: Config, console: Console | None = None, streams: int = DEFA
 
     console.print(summary_table(results))
     console.print(per_class_table(results))
-    console.print(confusion_table(classes, window_confusion, "LSTM window confusion (rows: true, columns: predicted)"))
-    verdict = "[green]equal" if stream_check["within_tolerance"] else "[red]NOT equal"
-    console.print(f"streamed vs offline over {stream_check['streams']} parallel streams, {stream_check['frames']} "
-                  f"frames: max abs difference {stream_check['max_abs_difference']:.2e}, labels "
-                  f"{'equal' if stream_check['labels_equal'] else 'differ'} -> {verdict}")
-    console.print(f"evaluate: {path} and {png} ({results['seconds']:.1f} s)")
+    console.print(confusion_table(classes, window_confusion, "LSTM window confusion: counts of test windows "
+                                                             "(rows: true class, columns: predicted)"))
+    console.print(live_check_sentence(stream_check), soft_wrap=True)
+    console.print(f"evaluate: {path}, and {png} (the same matrices as percentages of each true class's row, "
+                  f"CNN per frame beside LSTM per window) ({results['seconds']:.1f} s)", soft_wrap=True)
     return results
+
+
+def live_check_sentence(check: dict) -> str:
+    """What the check of the live window code against the offline model found, in words."""
+    found = (f"the live rolling-window code, run on {check['streams']} test videos as parallel streams "
+             f"({check['frames']} frames), gives the offline model's probabilities to within "
+             f"{check['max_abs_difference']:.1e}")
+    labels = "and the same label for every window" if check["labels_equal"] else "but a different label for some windows"
+    if check["within_tolerance"]:
+        return f"[green]live == offline:[/] {found}, {labels}"
+    return f"[red]live != offline:[/] {found} (more than the {STREAM_TOLERANCE:g} allowed), {labels}"
 
 
 def _percent(value: float | None) -> str:
@@ -233,13 +243,6 @@ def save_confusion_png(path: Path, classes: list[str], frames: np.ndarray, windo
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     return path
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--streams", type=int, default=DEFAULT_STREAMS,
-                        help=f"test videos run as parallel live streams for the streamed-vs-offline check "
-                             f"(default {DEFAULT_STREAMS})")
 
 
 def main(args: argparse.Namespace) -> int:

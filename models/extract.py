@@ -26,7 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from configs.exit_codes import ExitCode
-from configs.settings import Config, add_config_arguments, from_args
+from configs.settings import Config, from_args
+from models.stage_options import extract as add_arguments  # noqa: F401 - run.py reads it
 from models import bundle
 from models.files import write_atomically
 from models.frames import FramesError, PreparedVideo, VideoDataset, prepared_videos
@@ -138,10 +139,6 @@ def _sha256(path: Path) -> str:
 
 def _save_tensor(path: Path, tensor: torch.Tensor) -> None:
     write_atomically(path, lambda temporary: torch.save(tensor.contiguous(), temporary))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:

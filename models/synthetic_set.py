@@ -23,7 +23,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from configs.exit_codes import ExitCode
-from configs.settings import ActionableError
+from configs.settings import ActionableError, add_config_arguments, from_args
 from models.files import write_json_atomically
 from models.synthetic import ACTIVITIES, render_clip
 
@@ -240,26 +240,35 @@ def _clip_progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=pathlib.Path, default=pathlib.Path("data/synthetic"),
-                        help="folder to hold UCF-101/ and ucfTrainTestlist/ (default: data/synthetic)")
-    parser.add_argument("--clips-per-class", type=int, default=40, help="clips per activity (default: 40)")
-    parser.add_argument("--frames-per-clip", type=int, default=64, help="frames per clip (default: 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for all clips (default: 0)")
-    parser.add_argument("--width", type=int, default=160, help="frame width in pixels (default: 160)")
-    parser.add_argument("--height", type=int, default=120, help="frame height in pixels (default: 120)")
-    parser.add_argument("--groups", type=int, default=10,
-                        help="UCF101-style groups; the lowest ~30%% are the test split (default: 10)")
+    add_config_arguments(parser)
+    parser.add_argument("--root", type=pathlib.Path, default=None,
+                        help="folder to hold UCF-101/ and ucfTrainTestlist/ (default: data.ucf_root of the config)")
+    parser.add_argument("--clips-per-class", type=int, default=None,
+                        help="clips per activity (default: synthetic.clips_per_class of the config)")
+    parser.add_argument("--frames-per-clip", type=int, default=None,
+                        help="frames per clip (default: synthetic.frames_per_clip of the config)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for all clips (default: synthetic.seed)")
+    parser.add_argument("--width", type=int, default=160, help="frame width in pixels")
+    parser.add_argument("--height", type=int, default=120, help="frame height in pixels")
+    parser.add_argument("--groups", type=int, default=None,
+                        help="UCF101-style groups; the lowest ~30%% are the test split (default: synthetic.groups)")
 
 
 def main(args: argparse.Namespace) -> int:
+    config = from_args(args)  # the same defaults as `run.py demo` and `prepare` with the same --config
+    synthetic = config.synthetic
+
+    def chosen(value, configured):
+        return configured if value is None else value
+
     root = write_synthetic_set(
-        pathlib.Path(args.root),
-        clips_per_class=args.clips_per_class,
-        frames_per_clip=args.frames_per_clip,
-        seed=args.seed,
+        pathlib.Path(chosen(args.root, config.data.ucf_root)),
+        clips_per_class=chosen(args.clips_per_class, synthetic.clips_per_class),
+        frames_per_clip=chosen(args.frames_per_clip, synthetic.frames_per_clip),
+        seed=chosen(args.seed, synthetic.seed),
         width=args.width,
         height=args.height,
-        groups=getattr(args, "groups", 10),
+        groups=chosen(args.groups, synthetic.groups),
     )
     print(f"synthetic set ready in {root}: videos in {root / VIDEO_DIR}, split lists in {root / SPLIT_DIR}")
     return ExitCode.OK

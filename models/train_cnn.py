@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from rich.console import Console
 from torch.utils.data import DataLoader, RandomSampler
 
 from configs.exit_codes import ExitCode
-from configs.settings import Config, WeightsChoice, add_config_arguments, from_args, replace
+from configs.settings import Config, from_args, replace
+from models.stage_options import WEIGHT_CHOICES, train_cnn as add_arguments  # noqa: F401 - run.py reads it
 from models import bundle
 from models.frames import FrameDataset, FramesError, prepared_videos
 from models.networks import FrameCNN
@@ -29,9 +29,6 @@ from models.presets import Preset
 from models.pretrained import imagenet_resnet18
 from models.training_loop import Precision, choose_device, fit
 from models.training_report import EpochResult, TrainingReport
-
-WEIGHT_CHOICES = typing.get_args(WeightsChoice)
-
 
 @dataclass
 class TrainedCnn:
@@ -108,12 +105,6 @@ def train_cnn(config: Config, console: Console | None = None, progress: bool = T
     report.finish({"seconds": seconds, "classes": classes, "weights": recipe.weights})
     console.print(f"train-cnn: saved the best epoch to {checkpoint} ({seconds:.0f} s in all)")
     return TrainedCnn(checkpoint, best, seconds)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--weights", choices=WEIGHT_CHOICES, default=None,
-                        help="start from ImageNet weights or from scratch (default: cnn.weights from the config)")
 
 
 def main(args: argparse.Namespace) -> int:

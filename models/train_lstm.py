@@ -3,8 +3,8 @@
 SequenceLSTM on `sequence.window`-frame windows of the extracted 512-d features, sampled every
 `sequence.window_stride` frames across each video, classifying from the last step; NLL loss, Adam.
 The best epoch by test window accuracy is saved with `save_lstm` to <work_dir>/lstm.pt (curves
-lstm_curves.png, figures lstm_history.json); then cnn.pt + lstm.pt are joined into
-<work_dir>/bundle.pt, whose model id is printed, and the bundle is copied to --bundle-out (by
+lstm_curves.png, figures lstm_history.json); then cnn.pt + lstm.pt are joined, with the capture
+they were trained for (`capture_trained_for`), into <work_dir>/bundle.pt, whose model id is printed, and the bundle is copied to --bundle-out (by
 default artifacts/bundle.pt, what the live workers load).
 """
 
@@ -21,13 +21,15 @@ from rich.console import Console
 from torch.utils.data import DataLoader, Dataset
 
 from configs.exit_codes import ExitCode
-from configs.settings import DEFAULT_BUNDLE, Config, add_config_arguments, from_args
+from configs.settings import DEFAULT_BUNDLE, Config, from_args
+from models.stage_options import train_lstm as add_arguments  # noqa: F401 - run.py reads it
 from models import bundle
 from models.extract import feature_path, load_features
 from models.files import write_atomically
-from models.frames import FramesError, prepared_videos
+from models.frames import FramesError, prepared_videos, read_manifest
 from models.networks import SequenceLSTM
 from models.sequence_inputs import check_kind, sequence_inputs
+from models.synthetic_set import MARKER_FILE
 from models.train_cnn import cnn_path
 from models.training_loop import Precision, choose_device, fit
 from models.training_report import EpochResult, TrainingReport
@@ -94,6 +96,24 @@ class WindowDataset(Dataset):
         return video.features[start:start + self.window], video.label
 
 
+def capture_trained_for(config: Config) -> bundle.TrainedCapture:
+    """What a live capture should do for this model: the CNN's crop, the rate the training frames
+    were taken at and, for the synthetic set, its clip length (the length of one live activity)."""
+    work_dir = Path(config.data.work_dir)
+    cnn = bundle.trained_capture(cnn_path(work_dir))
+    manifest = read_manifest(work_dir)
+    videos = list(manifest["videos"].values())
+    # every frame is kept from a video slower than frames_per_second (0: every frame of every video)
+    rates = [float(rate) for rate in [manifest.get("frames_per_second")] + [v.get("source_fps") for v in videos]
+             if rate and float(rate) > 0]
+    fps = min(rates) if rates else None
+    segment = None
+    if (Path(config.data.ucf_root) / MARKER_FILE).is_file():
+        lengths = sorted(int(v["frames"]) for v in videos if int(v["frames"]) > 0)
+        segment = lengths[len(lengths) // 2] if lengths else None
+    return bundle.TrainedCapture(crop=cnn.crop, resize=cnn.resize, fps=fps, synthetic_segment_frames=segment)
+
+
 def channel_dropout(sequences: torch.Tensor, rate: float) -> torch.Tensor:
     """Training-time regulariser: zero a random `rate` of each window's input channels at every step."""
     keep = torch.rand(sequences.shape[0], 1, sequences.shape[2], device=sequences.device) >= rate
@@ -153,7 +173,7 @@ def train_lstm(config: Config, bundle_out: Path | None = Path(DEFAULT_BUNDLE), c
     report.finish({"seconds": seconds, "classes": classes})
 
     joined = bundle_path(work_dir)
-    model_id = bundle.save_bundle(joined, cnn_path(work_dir), checkpoint)
+    model_id = bundle.save_bundle(joined, cnn_path(work_dir), checkpoint, capture_trained_for(config))
     console.print(f"train-lstm: bundle {joined} ({seconds:.0f} s in all)")
     console.print(f"model id [bold]{model_id}[/bold]", soft_wrap=True)
     if bundle_out is not None and Path(bundle_out).resolve() != joined.resolve():
@@ -164,12 +184,6 @@ def train_lstm(config: Config, bundle_out: Path | None = Path(DEFAULT_BUNDLE), c
 
 def _copy_atomically(source: Path, target: Path) -> None:
     write_atomically(target, lambda temporary: shutil.copyfile(source, temporary))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--bundle-out", type=Path, default=Path(DEFAULT_BUNDLE),
-                        help=f"also write the bundle here (default: {DEFAULT_BUNDLE}, what the live workers load)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -145,6 +145,19 @@ def test_summary_of_made_up_labels_and_counters() -> None:
         console.print(table)
     text = console.file.getvalue()
     assert "all" in text and "where the time goes" in text and "not judged" in text
+    for column in ("read", "sent", "dropped", "no label", "accuracy (n)", "p50/p90/p99"):  # each one explained
+        assert f"{column}: " in text, column
+    for width in (80, 100):  # the main table fits, nothing cut (three columns left out at 80)
+        narrow = Console(file=io.StringIO(), width=width)
+        narrow.print(views.render(report, width=width))
+        lines = narrow.file.getvalue().splitlines()
+        assert all(len(line) <= width for line in lines) and "…" not in narrow.file.getvalue()
+        assert any("50.0% (138)" in line for line in lines)
+    report["ratios"] = {"pipeline / lecture loop": 4.4, "pipeline / bare-model ceiling": 0.76}
+    report["checks"] = {"one": {"met": True, "detail": ""}, "two": {"met": False, "detail": ""}}
+    assert views.verdict(report) == ("verdict: 20.0 labels/s; latency p50 9.0 ms, p99 10.0 ms; 0 frames dropped; "
+                                     "settled accuracy 50.0% of 138; 4.40x lecture loop; 0.76x bare-model ceiling; "
+                                     "targets met 1 of 2")
 
 
 def test_growth_is_flagged_when_latency_climbs() -> None:

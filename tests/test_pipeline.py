@@ -73,6 +73,15 @@ def test_two_synthetic_streams_through_up(tmp_path, zmq_context):
     finally:
         log = stop_up(process)
     assert set(labels) == {"cam0", "cam1"}, log
+    # up's console: ready with the command that reaches this endpoint, the children's warnings
+    # prefixed with their names, and a summary per stream once stopped
+    assert f"ready: labels on {endpoints['labels']}" in log, log
+    assert f"python run.py subscribe --set endpoints.labels={endpoints['labels']}" in log, log
+    assert "features:0: no bundle at none.pt" in log and "lstm: no bundle at none.pt: RANDOM LSTM weights" in log, log
+    summary = log[log.index("up stopped: 2 stream(s)"):]
+    assert "cam0" in summary and "cam1" in summary and "read" in summary and "p99 ms" in summary, log
+    port = endpoints["labels"].rsplit(":", 1)[1]
+    assert (tmp_path / "logs" / f"127.0.0.1-{port}" / "lstm.log").is_file()  # this pipeline's own folder
     for stream, received in labels.items():
         seqs = [label.seq for label, _ in received]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"{stream}: seq not increasing"

@@ -1,10 +1,13 @@
-"""The README stays true: its settings and exit-code tables are generated from the code, and the
-dashboard snippet works."""
+"""The README stays true: its settings and exit-code tables are generated from the code, the
+dashboard snippet works, and the commands of the blocks marked as run by the tests (those that
+finish by themselves in under a minute) run as written."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -16,9 +19,11 @@ from configs import reference, settings
 from configs.exit_codes import ExitCode
 from configs.settings import Config
 from streamer.transport import wire
-from tests.conftest import free_port
+from tests.conftest import endpoint_overrides, free_port, loopback_endpoints
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+RUN_BY_TESTS = "<!-- the tests run every command of this block -->"
 
 
 def test_the_settings_and_exit_code_tables_are_what_the_code_says():
@@ -74,3 +79,21 @@ def test_the_dashboard_snippet_prints_labels_of_its_stream_only(zmq_context):
     assert [line.split()[:3] for line in lines] == [["cam0", "0", "FadeIn"], ["cam0", "1", "FadeIn"],
                                                     ["cam0", "2", "FadeIn"]]
     assert "warming up" in lines[0] and "warming up" not in lines[2]
+
+
+def test_the_readme_commands_marked_for_the_tests_run_as_written(tmp_path):
+    """Each command of a marked block, from a fresh folder (no trained bundle there: random weights).
+    `up` gets free ports added, because another pipeline on this machine may hold the defaults."""
+    blocks = re.findall(re.escape(RUN_BY_TESTS) + r"\n```bash\n(.*?)```", README, re.S)
+    commands = [shlex.split(line, comments=True) for block in blocks for line in block.splitlines() if line.strip()]
+    assert len(commands) >= 2, "the README lost its blocks marked for the tests"
+    for command in commands:
+        assert command[:2] == ["python", "run.py"], command
+        argv = [sys.executable, str(ROOT / "run.py"), *command[2:]]
+        if command[2] == "up":
+            argv += [item for override in endpoint_overrides(loopback_endpoints()) for item in ("--set", override)]
+        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, f"{' '.join(command)} exited with {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        if command[2] == "up":  # (labels, and the ready line, may need longer than 20 s on a busy machine)
+            assert "up stopped: " in done.stdout and "labels will be published on" in done.stderr, done.stdout

@@ -34,8 +34,6 @@ from streamer.transport import wire
 from streamer.transport.drops import DropCounter
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import PortInUseError, StopFlag, bind_endpoint, make_socket, split_endpoints
-from workers.backends import choose_backend, configure_threads
-from workers.loading import load_extractor
 
 log = logging.getLogger("features")
 
@@ -44,6 +42,9 @@ HELD_BATCHES_PER_REQUEST = 4  # batches done but waiting for an older one, per b
 
 class FeatureWorker:
     def __init__(self, config: Config, name: str):
+        from workers.backends import choose_backend, configure_threads  # torch: after `--help` has answered
+        from workers.loading import load_extractor
+
         self.config, self.name = config, name
         settings = config.features
         configure_threads(settings)

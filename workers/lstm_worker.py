@@ -21,7 +21,6 @@ import time
 from collections import Counter, OrderedDict, deque
 
 import numpy as np
-import torch
 import zmq
 
 from configs.settings import Config, add_config_arguments, from_args
@@ -29,10 +28,7 @@ from streamer.transport import wire
 from streamer.transport.drops import DropCounter
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, make_socket
-from models.sequence_inputs import StreamInputs
-from workers.loading import load_sequence_model
 from workers.reorder import Ready, StreamOrder
-from models.window import StaggeredWindows
 
 log = logging.getLogger("lstm")
 
@@ -41,6 +37,12 @@ MAX_DRAIN = 4096  # messages read per tick at most, so stats and eviction still 
 
 class LstmWorker:
     def __init__(self, config: Config):
+        import torch  # torch and the models: after `--help` has answered
+
+        from models.sequence_inputs import StreamInputs
+        from models.window import StaggeredWindows
+        from workers.loading import load_sequence_model
+
         self.config = config
         torch.set_num_threads(1)  # small matrices: one thread is faster than two fighting over them
         loaded = load_sequence_model(config)

@@ -79,7 +79,7 @@ def run_demo(config: Config, *, seconds: float, streams: int, retrain: bool, con
 
     console.rule(f"live: {streams} synthetic camera(s) for {seconds:.0f} s")
     stop = StopFlag()
-    pipeline = threading.Thread(target=run_up, args=(config, ["synthetic"] * streams), kwargs={"stop": stop},
+    pipeline = threading.Thread(target=run_up, args=(config, ["synthetic"] * streams), kwargs={"stop": stop, "console": console},
                                 name="pipeline")
     pipeline.start()
     try:

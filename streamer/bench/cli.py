@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from configs.exit_codes import ExitCode
 from configs.settings import Config, add_config_arguments, from_args
@@ -39,7 +40,7 @@ from streamer.bench.checks import checks
 from streamer.bench.pipeline import PipelineFailed, bench_config, run_pipeline
 from streamer.bench.procfs import cpu_model
 from streamer.bench.record import summarize
-from streamer.bench.views import render, render_stages, render_summary
+from streamer.bench.views import render, render_stages, render_summary, verdict
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag
 
@@ -101,10 +102,11 @@ def run_bench(args: argparse.Namespace, console: Console | None = None, stop: St
                 if baselines["model_ceiling"]["frames_per_cpu_s"] else None),
         }
     report["checks"] = checks(report)
+    report["verdict"] = verdict(report)
     report["machine"]["loadavg_end"] = list(os.getloadavg())
     report["title"] = (f"pipeline benchmark: {len(sources)} stream(s) at {args.fps:g} frames/s, "
                        f"{report['run']['measured_seconds']:.0f} s measured ({report['run']['backend'] or '?'})")
-    report["caption"] = (f"latency = camera frame -> label received here; {report['run']['warmup_note']}; "
+    report["caption"] = (f"warm-up {report['run']['warmup_note']}; "
                          f"load average {' '.join(f'{v:.2f}' for v in report['machine']['loadavg_end'])}")
     return report
 
@@ -163,7 +165,8 @@ def main(args: argparse.Namespace) -> int:
     except PipelineFailed as error:
         console.print(f"[red]bench failed:[/] {error}")
         return ExitCode.FAILED
-    console.print(render(report))
+    console.print(Text(report["verdict"], style="bold"))
+    console.print(render(report, width=console.width))
     console.print(render_stages(report))
     console.print(render_summary(report))
     if args.json_path:

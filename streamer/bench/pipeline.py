@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from pathlib import Path
 
 import zmq
 from rich.console import Console, Group
@@ -12,12 +12,13 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from configs.settings import Config, Endpoints, replace
-from streamer.apps.subscriber import received_messages
 from streamer.bench.procfs import backend_from_log, cpu_seconds, machine_busy_seconds, rss_kb
 from streamer.bench.record import STATS_INTERVAL_S, Recorder, summarize, tail
 from streamer.bench.views import render
 from streamer.transport import wire
 from streamer.transport.sockets import StopFlag, free_port, make_socket
+
+log = logging.getLogger("bench")
 
 DRAIN_S = 1.0  # after the measured time, labels of frames captured inside it are collected at least this long
 DRAIN_MAX_S = 30.0  # ... and until every stream has a label of a later frame, or this long at most
@@ -28,16 +29,19 @@ def bench_config(config: Config, fps: float) -> Config:
 
     The bench runs a pipeline of its own: unless the endpoints were set, it takes free loopback
     ports, so it never collides with a `run.py up` already running. When a trained bundle is
-    there, the captures crop as that model was trained (what `run.py up` would ask you to set).
+    there, the captures crop, and synthetic activities last, as that model was trained.
     """
     if config.endpoints == Endpoints():
         workers = config.supervisor.feature_workers
         config = replace(config, "endpoints", frames=",".join(f"tcp://127.0.0.1:{free_port()}" for _ in range(workers)),
                          features=f"tcp://127.0.0.1:{free_port()}", labels=f"tcp://127.0.0.1:{free_port()}",
                          previews=f"tcp://127.0.0.1:{free_port()}")
-    from models.capture_preset import with_capture_preset
+    from models.capture_preset import fit_capture
 
-    config = with_capture_preset(config)
+    fitted = fit_capture(config)
+    if fitted.note:
+        log.info("%s", fitted.note)
+    config = fitted.config
     config = replace(config, "capture", fps=float(fps), stats_interval_s=STATS_INTERVAL_S)
     config = replace(config, "features", stats_interval_s=STATS_INTERVAL_S)
     return replace(config, "lstm", stats_interval_s=STATS_INTERVAL_S)
@@ -51,11 +55,11 @@ def run_pipeline(config: Config, sources: list[str], seconds: float, warmup: flo
                  stop: StopFlag, startup_timeout: float = 180.0, memory_interval: float = 1.0,
                  live: bool = True) -> tuple[Recorder, float, float, dict]:
     """Start the pipeline, wait for it to warm up, measure `seconds`, stop it. Returns the records."""
-    from streamer.ops.supervisor import parse_source, prepare, supervise
+    from streamer.ops.supervisor import parse_source, pipeline_log_dir, prepare, supervise
 
     # ports taken, bad sources, unusable bundles: one clear error before starting
     children = prepare(config, sources, config_name="bench-config.toml")
-    log_dir = Path(config.supervisor.log_dir)
+    log_dir = pipeline_log_dir(config)
     streams = [parse_source(source, index)[0] for index, source in enumerate(sources)]
     recorder = Recorder(streams)
     log_offsets = {c.name: (c.log_path.stat().st_size if c.log_path.exists() else 0) for c in children}
@@ -138,7 +142,7 @@ def run_pipeline(config: Config, sources: list[str], seconds: float, warmup: flo
                 view.update(Group(progress, render(partial)))
             if not subscriber.poll(50):
                 continue
-            for message, received in received_messages(subscriber, limit=1000):
+            for message, received in wire.received_messages(subscriber, limit=1000):
                 if message is None:
                     recorder.malformed += 1
                 elif isinstance(message, wire.Label):

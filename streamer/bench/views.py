@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from streamer.bench.record import GROUP_HELP, GROUPS, MIN_LABELS_PER_TENTH
@@ -11,19 +13,59 @@ def _ms(value: float) -> str:
     return f"{value:.1f}"
 
 
-def render(report: dict) -> Table:
-    """The report as one table: a row per stream and one for all (pure: tested with a string console)."""
-    table = Table(title=report.get("title", "pipeline benchmark"), caption=report.get("caption"))
-    for column in ("stream", "labels", "labels/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "read", "sent",
-                   "dropped", "sent, no label", "settled acc. (n)"):
-        table.add_column(column, justify="left" if column == "stream" else "right")
+COLUMN_NOTES = (
+    "latency ms: camera frame -> label received here; p50/p90/p99: that share of labels arrived faster",
+    "read: frames the capture took from its source; sent: frames it passed to the feature workers",
+    "dropped: frames replaced by a newer one before they could be sent (stale: the pipeline was busy)",
+    "no label: sent, but no label arrived for it (dropped in a worker, or still in flight at the end)",
+    "accuracy (n): labels equal to the synthetic camera's truth, among the n settled ones (whose whole "
+    "window lies inside one activity)",
+)
+
+
+def verdict(report: dict) -> str:
+    """The run in one line: labels/s, latency, drops, accuracy, ratios against the baselines, targets."""
+    overall, dropped = report["overall"], report["counts"]["dropped"]["total"]
+    latency, accuracy = overall["latency_ms"], overall["accuracy"]
+    parts = [f"{overall['throughput_labels_per_s']:.1f} labels/s", f"latency p50 {_ms(latency['p50'])} ms, "
+             f"p99 {_ms(latency['p99'])} ms", f"{dropped} frames dropped"]
+    if accuracy["accuracy"] is not None:
+        parts.append(f"settled accuracy {100 * accuracy['accuracy']:.1f}% of {accuracy['judged']}")
+    for name, value in (report.get("ratios") or {}).items():
+        if value is not None and not name.startswith("per CPU"):
+            parts.append(f"{value:.2f}x {name.split(' / ')[1]}")
+    checks = report.get("checks") or {}
+    if checks:
+        parts.append(f"targets met {sum(c['met'] for c in checks.values())} of {len(checks)}")
+    return "verdict: " + "; ".join(parts)
+
+
+NARROW_BELOW = 100  # narrower terminals get the table without labels, p90 and max (all in --json)
+
+
+def render(report: dict, width: int | None = None) -> Table:
+    """The report as one table: a row per stream and one for all (pure: tested with a string console).
+    Fits 100 columns, and 80 without three columns; the caption explains every column."""
+    narrow = width is not None and width < NARROW_BELOW
+    notes = COLUMN_NOTES + (("labels, p90 and max: on a terminal of 100 columns, and in --json",) if narrow else ())
+    table = Table(title=report.get("title", "pipeline benchmark"), box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True, caption_justify="left",
+                  caption="\n".join((*notes, report.get("caption") or "")).strip())
+    columns = ("stream", "labels", "labels/s", "p50 ms", "p90", "p99", "max", "read", "sent", "dropped", "no label",
+               "accuracy (n)")
+    shown = [column not in ("labels", "p90", "max") or not narrow for column in columns]
+    for column in (c for c, show in zip(columns, shown) if show):
+        # the last two give way (wrap) on narrow terminals; names and figures are never cut
+        table.add_column(column, justify="left" if column == "stream" else "right",
+                         no_wrap=column not in ("no label", "accuracy (n)"))
 
     def row(name: str, item: dict, read: int, sent: int, dropped: int, style: str | None = None) -> None:
         latency, accuracy = item["latency_ms"], item["accuracy"]
         acc = f"{100 * accuracy['accuracy']:.1f}% ({accuracy['judged']})" if accuracy["accuracy"] is not None else "-"
-        table.add_row(name, str(item["labels"]), f"{item['throughput_labels_per_s']:.1f}", _ms(latency["p50"]),
-                      _ms(latency["p90"]), _ms(latency["p99"]), _ms(latency["max"]), str(read), str(sent),
-                      str(dropped), str(item["unlabelled"]), acc, style=style)
+        cells = (escape(name), str(item["labels"]), f"{item['throughput_labels_per_s']:.1f}", _ms(latency["p50"]),
+                 _ms(latency["p90"]), _ms(latency["p99"]), _ms(latency["max"]), str(read), str(sent), str(dropped),
+                 str(item["unlabelled"]), acc)
+        table.add_row(*(cell for cell, show in zip(cells, shown) if show), style=style)
 
     for name, item in report["streams"].items():
         capture = item["capture"]
@@ -62,7 +104,8 @@ def render_summary(report: dict) -> Table:
     table.add_row("latency growth (p99 last tenth / first tenth)",
                   f"{_ms(growth['last_tenth_p99_ms'])} / {_ms(growth['first_tenth_p99_ms'])} ms = {ratio}"
                   + (" GREW" if growth["grew"] else " flat" if growth["judged"] else
-                     f" (not judged: fewer than {MIN_LABELS_PER_TENTH} labels in a tenth)"))
+                     f" (not judged: a tenth of the run had fewer than {MIN_LABELS_PER_TENTH} labels, too few "
+                     f"for its p99)"))
     cpu = report.get("cpu_percent", {})
     for process, memory in report.get("memory_mb", {}).items():
         used = f"; CPU {cpu[process]:.0f}% of a core" if process in cpu else ""

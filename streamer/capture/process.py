@@ -29,7 +29,7 @@ import zmq
 
 from configs.exit_codes import ExitCode
 from configs.settings import ActionableError, Config, add_config_arguments, from_args
-from models.capture_preset import capture_preset
+from models.capture_preset import capture_preset, fit_capture
 from models.presets import geometric
 from streamer.transport import wire
 from streamer.runtime.logs import setup_logging
@@ -316,6 +316,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     """Capture `spec` as stream `stream` until stopped or the source ends. Returns an exit code."""
     wire.check_stream_name(stream)
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
+    config = fit_capture(config).config  # (already resolved under `up` and the bench: no bundle read)
     preset = capture_preset(config)
     context = zmq.Context()
     socket = make_socket(context, zmq.PUSH, "", bind=False, security=config.security, hwm=config.capture.send_hwm)
@@ -336,6 +337,11 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     frame_session = -1
     last_stats = time.monotonic()
     process = f"capture:{stream}"
+
+    def counters() -> dict[str, float]:
+        return {**reader.counters(), "frames_sent": sent, "dropped_stale": slot.dropped,
+                "send_failures": send_failures, **(previews.counters() if previews else {})}
+
     try:
         reader.start()
         while not stop:
@@ -358,9 +364,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
             if time.monotonic() - last_stats >= config.capture.stats_interval_s:
                 # Sent only when the socket has room, and the timer restarts only once it went out,
                 # so a consumer that is far behind still gets every capture's counters.
-                if _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters={
-                        **reader.counters(), "frames_sent": sent, "dropped_stale": slot.dropped,
-                        "send_failures": send_failures, **(previews.counters() if previews else {})})):
+                if _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters=counters())):
                     last_stats = time.monotonic()
             item = slot.take(timeout=0.05)
             if item is None:
@@ -386,6 +390,8 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
             if previews:  # after the frame left, so a thumbnail never delays it
                 previews.offer(image, frame.seq, frame.t_capture)
         reason = "stopped" if stop else ("failed" if reader.fatal_error or reader.crashed else "source ended")
+        # the final counters, so a summary made from them (`up`'s) adds up to the end
+        _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters=counters()))
         _send_quietly(socket, wire.StreamEnd(stream=stream, reason=reason, t=time.time(),
                                              session=frame_session if frame_session >= 0 else reader.session))
         log.info("capture %s done (%s): %d read, %d sent, %d dropped", stream, reason, reader.frames_read, sent,

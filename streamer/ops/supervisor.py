@@ -5,7 +5,11 @@ again: the sources, the checkpoints, the CURVE keys, the ports to bind. A bad co
 clear message and exit code 2, not a crash loop.
 
 Then it starts the LSTM worker, the feature worker(s) and one capture per `--source`, each as its
-own `run.py` process with its log in `supervisor.log_dir`. A process that dies is restarted after
+own `run.py` process with its log in this pipeline's folder under `supervisor.log_dir` (named after
+the labels endpoint, so two pipelines never mix their logs); every WARNING and ERROR line of a
+child is also shown on `up`'s console, prefixed with the child's name. `up` subscribes to its own
+labels like a dashboard: it says "ready" when the first label leaves and, when it stops, prints a
+summary per stream (frames, labels, drops by reason, latency). A process that dies is restarted after
 `supervisor.restart_delay_s`, doubling (up to `restart_max_delay_s`) while it keeps dying young;
 a capture whose source ended or failed for good is not restarted, and a worker that exits with
 code 2 (its configuration cannot work) stops everything. Each restart is logged and counted in
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,19 +32,21 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import zmq
+from rich.console import Console
 
 from configs.exit_codes import ExitCode
 from configs.settings import Config, ConfigError, add_config_arguments, config_to_toml, from_args
+from streamer.ops.tally import Tally
 from streamer.transport import wire
 from streamer.runtime.lifetime import supervised_environment
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, bind_problem, make_socket, split_endpoints, warn_if_exposed
-from streamer.capture.sources import SOURCE_VARIABLE, SourceError, check_source
 
 log = logging.getLogger("up")
 
 RUN_PY = Path(__file__).resolve().parents[2] / "run.py"
 UP_HARD_EXIT_S = 30.0  # after Ctrl-C/SIGTERM, up ends by then even if a child will not stop (see StopFlag)
+CHILD_LOG_LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) (.*)$")  # streamer.runtime.logs' format
 
 
 @dataclass
@@ -56,10 +63,13 @@ class Child:
     delay: float = 0.0  # wait before the pending restart, seconds
     log_file: object = field(default=None, repr=False)
     env: dict[str, str] = field(default_factory=dict, repr=False)  # added to its environment (a capture's source)
+    log_read: int = 0  # how far `up` has read its log, bytes
+    log_partial: bytes = b""  # the start of a line not yet finished
 
     def start(self) -> None:
         if self.log_file is None:
             self.log_file = open_private_log(self.log_path)
+            self.log_read = self.log_file.tell()  # what earlier runs wrote is not news
         # Its own session: our Ctrl-C is handled here, not by children. They still stop if we die.
         self.process = subprocess.Popen(self.argv, stdout=self.log_file, stderr=subprocess.STDOUT,
                                         start_new_session=True, env=supervised_environment(self.env))
@@ -67,6 +77,46 @@ class Child:
 
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
+
+    def new_log_lines(self) -> list[str]:
+        """The complete lines its log gained since the last call."""
+        try:
+            with open(self.log_path, "rb") as file:
+                file.seek(self.log_read)
+                data = self.log_partial + file.read()
+        except OSError:
+            return []
+        self.log_read += len(data) - len(self.log_partial)
+        *lines, self.log_partial = data.split(b"\n")
+        return [line.decode(errors="replace") for line in lines]
+
+
+def forward_warnings(child: Child) -> None:
+    """Show the child's new WARNING and ERROR lines on this console (its full log stays in its file)."""
+    for line in child.new_log_lines():
+        found = CHILD_LOG_LINE.match(line.strip())
+        if found:
+            log.log(logging.getLevelName(found[1]), "%s: %s", child.name, found[2])
+
+
+def pipeline_log_dir(config: Config) -> Path:
+    """This pipeline's log folder: under supervisor.log_dir, named after its labels endpoint."""
+    name = re.sub(r"[^A-Za-z0-9.]+", "-", config.endpoints.labels.partition("://")[2]).strip("-")
+    return Path(config.supervisor.log_dir) / (name or "pipeline")
+
+
+def subscribe_command(config: Config) -> str:
+    """The `subscribe` command line that receives this pipeline's labels."""
+    command = "python run.py subscribe"
+    if config.endpoints.labels != Config().endpoints.labels:
+        command += f" --set endpoints.labels={config.endpoints.labels}"
+    if config.security.curve:
+        command += " --set security.curve=true"
+        for key in ("keys_dir", "client_key"):  # where the subscriber finds its key pair
+            value = getattr(config.security, key)
+            if value != getattr(Config().security, key):
+                command += f" --set security.{key}={value}"
+    return command
 
 
 def open_private_log(path: Path):
@@ -92,7 +142,9 @@ def frame_endpoints(config: Config) -> list[str]:
 
 def plan(config: Config, sources: list[str], config_path: Path) -> list[Child]:
     """The processes to run, in start order: LSTM, feature workers, captures."""
-    log_dir = Path(config.supervisor.log_dir)
+    from streamer.capture.sources import SOURCE_VARIABLE  # OpenCV: after `--help` has answered
+
+    log_dir = pipeline_log_dir(config)
     base = [sys.executable, str(RUN_PY)]
     common = ["--config", str(config_path)]
     children = [Child("lstm", base + ["lstm"] + common, log_dir / "lstm.log")]
@@ -129,6 +181,8 @@ def parse_source(source: str, index: int) -> tuple[str, str]:
 
 def preflight(config: Config, sources: list[str]) -> None:
     """Everything that would make every child fail, checked once here; raises ConfigError listing it all."""
+    from streamer.capture.sources import SourceError, check_source  # OpenCV: after `--help` has answered
+
     problems = []
     try:
         plan(config, sources, Path("up-config.toml"))  # stream names, duplicates, frames endpoints
@@ -217,20 +271,40 @@ def check_endpoints(config: Config) -> list[str]:
     return problems
 
 
-def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: float) -> int:
+def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: float,
+              tally: Tally | None = None) -> int:
+    """Run the children until stopped; with a `tally`, also receive the pipeline's own labels into it."""
     deadline = time.monotonic() + seconds if seconds else float("inf")
     context = zmq.Context()
     # Supervisor stats travel the features path, so they reach dashboards on `stats/supervisor/`.
     stats_out = make_socket(context, zmq.PUSH, config.endpoints.features, bind=False, security=config.security,
                             hwm=10)
+    labels_in = None
+    if tally is not None:
+        labels_in = make_socket(context, zmq.SUB, config.endpoints.labels, bind=False, security=config.security,
+                                server_curve=False, hwm=100000)
+        for topic in (b"label/", b"event/", b"stats/"):
+            labels_in.setsockopt(zmq.SUBSCRIBE, topic)
     last_stats = 0.0
     code = 0
     try:
         for child in children:
+            if stop:  # Ctrl-C while starting: start nothing more
+                break
             child.start()
             log.info("started %s (pid %d), log %s", child.name, child.process.pid, child.log_path)
         while not stop and time.monotonic() < deadline:
-            stop.wait(0.1)
+            if labels_in is not None and labels_in.poll(100):
+                ready = tally.first_label_at is not None
+                for message, received in wire.received_messages(labels_in, limit=1000):
+                    tally.take(message, received)
+                if not ready and tally.first_label_at is not None:
+                    log.info("ready: labels on %s (watch them: %s)", config.endpoints.labels,
+                             subscribe_command(config))
+            else:
+                stop.wait(0.1)
+            for child in children:
+                forward_warnings(child)
             fatal = [child for child in children if _check(child, config) == "fatal"]
             if fatal:
                 code = ExitCode.USER_ERROR
@@ -250,8 +324,15 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
                 _send_stats(stats_out, children)
     finally:
         stats_out.close()
-        context.term()
         shutdown(children)
+        if labels_in is not None:  # what the captures and workers said while stopping
+            while labels_in.poll(200):
+                for message, received in wire.received_messages(labels_in, limit=1000):
+                    tally.take(message, received)
+            labels_in.close()
+        context.term()
+        for child in children:
+            forward_warnings(child)
     return code
 
 
@@ -350,7 +431,7 @@ def shutdown(children: list[Child], grace_s: float = 5.0) -> None:
 def prepare(config: Config, sources: list[str], config_name: str = "up-config.toml") -> list[Child]:
     """Preflight, then the children to start, reading the config written for them in the log folder."""
     preflight(config, sources)  # raises ConfigError before anything is written or started
-    log_dir = Path(config.supervisor.log_dir)
+    log_dir = pipeline_log_dir(config)
     log_dir.mkdir(parents=True, exist_ok=True)
     config_path = log_dir / config_name
     with open_private_log(config_path) as file:  # children see exactly what was resolved here
@@ -359,16 +440,33 @@ def prepare(config: Config, sources: list[str], config_name: str = "up-config.to
     return plan(config, sources, config_path)
 
 
-def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopFlag | None = None) -> int:
+def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopFlag | None = None,
+           console: Console | None = None) -> int:
     # (an unset flag is falsy: `or` would replace it). Stopping the children may take a few grace periods.
     stop = StopFlag(hard_exit_s=UP_HARD_EXIT_S) if stop is None else stop
     sources = sources or ["synthetic"]
-    from models.capture_preset import with_capture_preset
+    from models.capture_preset import fit_capture
 
-    config = with_capture_preset(config)  # children get the resolved crop, so all agree on it
+    fitted = fit_capture(config)
+    config = fitted.config  # children get the resolved capture, so all agree on it
+    if fitted.note:
+        log.info("%s", fitted.note)
     children = prepare(config, sources)
-    log.info("labels will be published on %s (subscribe: python run.py subscribe)", config.endpoints.labels)
-    return supervise(children, config, stop, seconds)
+    if fitted.synthetic_classes and any(not parse_source(s, i)[1].startswith("synthetic") for i, s in enumerate(sources)):
+        log.warning("the model's classes are the synthetic set's moving shapes (FadeIn, BounceBall, ...): on other "
+                    "footage its labels mean nothing. To recognise real actions, train on them: README, Training")
+    if stop:
+        log.info("stopped before anything started")
+        return 0
+    log.info("labels will be published on %s (subscribe: %s)", config.endpoints.labels, subscribe_command(config))
+    tally = Tally()
+    for child in children:
+        if child.is_capture:  # listed even if none of its labels arrives
+            tally.stream(child.name.removeprefix("capture:"))
+    code = supervise(children, config, stop, seconds, tally)
+    (console or Console()).print(tally.summary(f"up stopped: {len(tally.streams)} stream(s), "
+                                               f"{sum(s.labels for s in tally.streams.values())} labels"))
+    return code
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -237,8 +237,9 @@ def _load_file(path: Path, security: Security) -> tuple[bytes, bytes | None]:
 
 
 def _make_keys_hint(security: Security) -> str:
+    """The `keys` command that makes exactly the files this process looks for."""
     return (f"make them with: python run.py keys --set security.keys_dir={security.keys_dir} "
-            f"(this process uses the client pair named by security.client_key={security.client_key!r})")
+            f"--set security.client_key={security.client_key} (this process uses that client pair)")
 
 
 # ------------------------------------------------------------------------------- run.py keys

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgpack
@@ -466,3 +467,21 @@ def _number_map(header: dict, key: str) -> dict[str, float]:
     if not all(math.isfinite(v) for v in value.values()):
         raise WireError("not_finite", f"{key} holds NaN or infinity")
     return {k: float(v) for k, v in value.items()}
+
+
+def received_messages(socket: zmq.Socket, limit: int | None = None) -> Iterator[tuple[Message | None, float]]:
+    """The published messages already waiting on `socket` (at most `limit`), each with the wall time
+    it was taken off the socket; None stands for a malformed one, for the caller to count."""
+    taken = 0
+    while limit is None or taken < limit:
+        try:
+            parts = socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        taken += 1
+        received = time.time()
+        try:
+            message = unpack_published(parts)
+        except WireError:
+            message = None
+        yield message, received

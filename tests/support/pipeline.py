@@ -22,10 +22,10 @@ from typing import Callable
 import pytest
 import zmq
 
-from configs.settings import Security
+from configs.settings import Security, load_config
+from streamer.ops.supervisor import pipeline_log_dir
 from streamer.transport import wire
 from streamer.transport.sockets import free_port, make_socket
-from streamer.apps.subscriber import received_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_PY = ROOT / "run.py"
@@ -81,8 +81,14 @@ class Pipeline:
     process: subprocess.Popen | None = None
 
     @property
-    def log_dir(self) -> Path:
+    def log_root(self) -> Path:
         return self.folder / "logs"
+
+    @property
+    def log_dir(self) -> Path:
+        """This pipeline's own folder under supervisor.log_dir (named after its labels endpoint)."""
+        return pipeline_log_dir(load_config(None, [f"endpoints.labels={self.endpoints['labels']}",
+                                                   f"supervisor.log_dir={self.log_root}"]))
 
     @property
     def up_log(self) -> Path:
@@ -90,7 +96,7 @@ class Pipeline:
 
     def all_sets(self) -> list[str]:
         return ([f"endpoints.{name}={value}" for name, value in self.endpoints.items()]
-                + FAST + [f"supervisor.log_dir={self.log_dir}"] + self.sets)
+                + FAST + [f"supervisor.log_dir={self.log_root}"] + self.sets)
 
     def __enter__(self) -> "Pipeline":
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -167,7 +173,7 @@ class Listener:
                 return
 
     def _receive_waiting(self) -> None:
-        for message, received in received_messages(self.socket):
+        for message, received in wire.received_messages(self.socket):
             if message is None:
                 self.malformed += 1
                 continue
