@@ -65,6 +65,8 @@ class Capture:
     max_frames: int = 0
     # seconds between stats messages
     stats_interval_s: float = 2.0
+    # replay files and folders at `fps` as a live camera (newest frame wins, stale ones dropped); false: every sampled frame is labelled
+    files_as_live: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,18 @@ class SyntheticSet:
 
 
 @dataclass(frozen=True)
+class Activity:
+    # activity segments per stream (models/segments.py): weight of the newest frame in the moving average of probabilities
+    ema_alpha: float = 0.25
+    # a class whose smoothed probability reaches this starts a candidate segment
+    enter: float = 0.6
+    # a segment ends when its class's smoothed probability falls below this
+    leave: float = 0.4
+    # frames a candidate must hold before its segment is published (shorter blips are not segments)
+    min_frames: int = 8
+
+
+@dataclass(frozen=True)
 class Config:
     endpoints: Endpoints = field(default_factory=Endpoints)
     capture: Capture = field(default_factory=Capture)
@@ -220,6 +234,7 @@ class Config:
     cnn: CnnRecipe = field(default_factory=CnnRecipe)
     sequence: LstmRecipe = field(default_factory=LstmRecipe)
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
+    activity: Activity = field(default_factory=Activity)
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

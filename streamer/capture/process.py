@@ -9,7 +9,11 @@ Three threads with one job each:
 - the sender (main thread) waits until the socket can take a frame, takes the newest one,
   applies the geometric half of the preset and pushes it; it also tells downstream when a
   stream starts, is lost (`StreamEnd` "source lost") and ends.
-A slow consumer therefore makes frames drop (each counted), never makes latency grow.
+A slow consumer therefore makes a camera's frames drop (each counted), never makes latency grow.
+A file or folder is different: its frames are not going anywhere, so by default every sampled
+frame is kept and sent (back-pressure: the connection waits for the sender, the sender for the
+socket), numbered 0..N-1, and "source ended" follows the last one. `capture.files_as_live`
+replays a file at `capture.fps` as a live camera instead (newest frame wins), for demos and benchmarks.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from models.presets import geometric
 from streamer.transport import wire
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, make_socket, split_endpoints
-from streamer.capture.sources import SourceError, SourceFrame, monotonic_pacer, open_source
+from streamer.capture.sources import (SourceError, SourceFrame, live_frames, monotonic_pacer, open_source,
+                                      sampled_frames)
 
 log = logging.getLogger("capture")
 
@@ -41,6 +46,7 @@ class _Captured:
     frame: SourceFrame
     t_capture: float  # wall clock when the source handed us the frame
     session: int  # which connection of the source it came from
+    keep: bool = False  # a file's frame: sent however long it waits, never dropped for a newer one
 
 
 class LatestSlot:
@@ -56,13 +62,29 @@ class LatestSlot:
             if self._item is not None:
                 self.dropped += 1
             self._item = item
-            self._ready.notify()
+            self._ready.notify_all()
+
+    def offer(self, item: _Captured, timeout: float) -> bool:
+        """Put `item` once the slot is empty (the sender took the previous frame); False after `timeout`."""
+        with self._ready:
+            if self._item is not None:
+                self._ready.wait(timeout)
+                if self._item is not None:
+                    return False
+            self._item = item
+            self._ready.notify_all()
+            return True
+
+    def holds_kept(self) -> bool:
+        with self._ready:
+            return self._item is not None and self._item.keep
 
     def take(self, timeout: float) -> _Captured | None:
         with self._ready:
             if self._item is None:
                 self._ready.wait(timeout)
             item, self._item = self._item, None
+            self._ready.notify_all()  # a connection waiting in offer() may hand over its frame
             return item
 
 
@@ -115,41 +137,47 @@ class Connection(threading.Thread):
     def _read_until_end(self, source) -> bool:
         """True when the source ended for good; raises SourceError when it broke."""
         capture = self.config.capture
-        pacer = monotonic_pacer(capture.fps)
+        keep = every_frame(source, self.config)
         # Paced sources (files, folders, synthetic) advance source_fps/fps source frames per sample;
-        # live sources deliver at their own rate and are sampled by time.
-        stride = source.fps / capture.fps if (not source.live and source.fps and capture.fps) else 1.0
-        position, next_due = 0.0, 0.0
+        # live sources deliver at their own rate and are sampled by time. A file whose every frame
+        # is kept is read as fast as the pipeline takes it: no pacing.
+        frames = live_frames(source, capture.fps) if source.live else sampled_frames(source, capture.fps)
+        pacer = None if (keep or source.live) else monotonic_pacer(capture.fps)
         while not self.stop and not self.abandoned.is_set():
             if capture.max_frames and self.count_frames(0) >= capture.max_frames:
                 return True
-            if not source.live:
+            if pacer is not None:
                 time.sleep(next(pacer))
-            frame = source.read()
+            frame = next(frames, None)
             self.last_progress = time.monotonic()
             if frame is None:
                 return True
-            if source.live:
-                now = time.monotonic()
-                if capture.fps and now < next_due:
-                    continue  # faster camera than the configured rate: skip this frame
-                next_due = max(next_due + 1.0 / capture.fps, now) if capture.fps else now
-            else:
-                position += stride
-                while position >= 2.0:  # skip source frames to keep the configured rate
-                    if source.read() is None:
-                        return True
-                    position -= 1.0
-                position -= 1.0
             if self.abandoned.is_set():
                 break
             self.frames += 1
             self.count_frames(1)
-            self.slot.put(_Captured(frame, time.time(), self.session))
+            item = _Captured(frame, time.time(), self.session, keep)
+            if not keep:
+                self.slot.put(item)
+            elif not self._hand_over(item):
+                break
         return False
+
+    def _hand_over(self, item: _Captured) -> bool:
+        """Back-pressure for a file: wait until the sender took the previous frame. False when stopped."""
+        while not self.slot.offer(item, timeout=0.1):
+            self.last_progress = time.monotonic()  # waiting for the pipeline is not a stalled source
+            if self.stop or self.abandoned.is_set():
+                return False
+        return True
 
     def stalled_for(self) -> float:
         return time.monotonic() - self.last_progress
+
+
+def every_frame(source, config: Config) -> bool:
+    """Whether every sampled frame of `source` is sent (files, folders) rather than the newest (cameras)."""
+    return source.finite and not config.capture.files_as_live
 
 
 def _as_source_error(error: Exception, description: str) -> SourceError:
@@ -315,13 +343,14 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     lost_session: int | None = None  # an outage not yet told downstream
     truth, truth_since = None, -1
     seq = 0
+    unsent: wire.Frame | None = None  # a file's frame the socket could not take yet: sent before any other
     frame_session = -1
     last_stats = time.monotonic()
     process = f"capture:{stream}"
     try:
         reader.start()
         while not stop:
-            if not reader.is_alive():
+            if not reader.is_alive() and unsent is None and not slot.holds_kept():
                 break
             while not reader.outage_queue.empty():
                 lost_session, _ = reader.outage_queue.get()
@@ -343,6 +372,12 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                         **reader.counters(), "frames_sent": sent, "dropped_stale": slot.dropped,
                         "send_failures": send_failures})):
                     last_stats = time.monotonic()
+            if unsent is not None:
+                unsent = _send_kept(socket, unsent)
+                if unsent is None:
+                    sent += 1
+                    seq += 1
+                continue
             item = slot.take(timeout=0.05)
             if item is None:
                 continue
@@ -362,9 +397,16 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                 seq += 1
             except zmq.Again:
                 send_failures += 1
-                slot.dropped += 1
+                if item.keep:
+                    unsent = frame  # back-pressure: this frame waits, the connection waits behind it
+                else:
+                    slot.dropped += 1
         reason = "stopped" if stop else ("failed" if reader.fatal_error or reader.crashed else "source ended")
-        _send_quietly(socket, wire.StreamEnd(stream=stream, reason=reason, t=time.time()))
+        end = wire.StreamEnd(stream=stream, reason=reason, t=time.time())
+        if reason == "source ended":
+            _send_when_possible(socket, end, stop)  # after a file's last frame, however long that waits
+        else:
+            _send_quietly(socket, end)
         log.info("capture %s done (%s): %d read, %d sent, %d dropped", stream, reason, reader.frames_read, sent,
                  slot.dropped)
         if reader.stuck_exit or reader.crashed:
@@ -375,6 +417,18 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         reader.join(timeout=2.0)
         socket.close(linger=200)  # give the last messages a moment to leave
         context.term()
+
+
+def _send_kept(socket: zmq.Socket, frame: wire.Frame) -> wire.Frame | None:
+    """Try again to send a frame that must not be dropped; None once it went out."""
+    return None if _send_quietly(socket, frame) else frame
+
+
+def _send_when_possible(socket: zmq.Socket, message, stop: StopFlag) -> None:
+    """Wait for room on the socket (until stopped), then send."""
+    while not stop:
+        if socket.poll(100, zmq.POLLOUT) and _send_quietly(socket, message):
+            return
 
 
 def _send_quietly(socket: zmq.Socket, message) -> bool:
