@@ -319,6 +319,9 @@ class Reader(threading.Thread):
                 "stuck_readers": len([c for c in self._stuck if c.is_alive()])}
 
 
+# A file's last frames and its end can still be queued when it ends (the pipeline is behind by design):
+# closing waits this long for them to leave, rather than the usual moment.
+ENDED_LINGER_MS = 60_000
 RESTART_ME = 3  # exit code asking `run.py up` for a fresh process (readers stuck in the driver, or a bug)
 
 
@@ -345,6 +348,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     seq = 0
     unsent: wire.Frame | None = None  # a file's frame the socket could not take yet: sent before any other
     frame_session = -1
+    linger_ms = 200  # how long the last messages may take to leave once we close
     last_stats = time.monotonic()
     process = f"capture:{stream}"
     try:
@@ -405,6 +409,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         end = wire.StreamEnd(stream=stream, reason=reason, t=time.time())
         if reason == "source ended":
             _send_when_possible(socket, end, stop)  # after a file's last frame, however long that waits
+            linger_ms = ENDED_LINGER_MS
         else:
             _send_quietly(socket, end)
         log.info("capture %s done (%s): %d read, %d sent, %d dropped", stream, reason, reader.frames_read, sent,
@@ -415,7 +420,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     finally:
         stop.set()
         reader.join(timeout=2.0)
-        socket.close(linger=200)  # give the last messages a moment to leave
+        socket.close(linger=linger_ms)  # give the last messages a moment to leave
         context.term()
 
 
