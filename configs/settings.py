@@ -163,6 +163,8 @@ class CnnRecipe:
     test_frame_stride: int = 1
     # seed for weight init and shuffling, so runs repeat
     seed: int = 0
+    # where `--weights imagenet` downloads ResNet-18 from when torch hub's folder lacks it (empty: torchvision's URL)
+    weights_url: str = ""
 
 
 @dataclass(frozen=True)
