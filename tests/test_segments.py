@@ -131,3 +131,19 @@ def test_the_lstm_worker_publishes_the_segments_the_offline_computation_finds(zm
         (e.label, e.start_seq, e.end_seq, e.start_t, e.end_t) for e in expected]
     assert [m.confidence for m in ends] == pytest.approx([e.confidence for e in expected], abs=1e-4)
     assert [m.event for m in got] == ["start", "end"] * len(expected)
+
+
+def test_the_quality_measures_count_changes_boundaries_and_settled_labels():
+    from models.segment_quality import boundary_errors, changes_per_minute, raw_changes, settled_accuracy, true_changes
+
+    truth = ["A"] * 10 + ["B"] * 10
+    labels = ["A"] * 9 + ["B", "A"] + ["B"] * 9  # one early flicker, then B one frame late
+    assert raw_changes(labels) == [9, 10, 11]
+    assert true_changes(truth) == [(10, "B")]
+    errors = boundary_errors(true_changes(truth), [(t, labels[t]) for t in raw_changes(labels)], max_error=5)
+    assert errors.errors == [1] and errors.missed == 0
+    assert boundary_errors([(10, "C")], [(9, "B")], max_error=5).missed == 1
+    assert changes_per_minute(3, 600, 15.0) == pytest.approx(4.5)
+    # window 4: frames 3..9 (A) and 13..19 (B) are settled; frame 10 (A) is not, frames 11..12 neither
+    assert settled_accuracy(labels, truth, window=4) == pytest.approx(14 / 14)
+    assert settled_accuracy(["B"] * 20, truth, window=4) == pytest.approx(7 / 14)
