@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -58,6 +59,7 @@ def test_bad_files_are_named_and_the_others_still_labelled(labelled):
     assert "garbage.mp4" in output and ("cannot open" in output or "no frame could be decoded" in output)
     assert all((out / f"{clip.path.stem}.labels.jsonl").exists() for clip in clips)
     assert "frames/s" in output and "segments" in output  # the closing table
+    assert re.search(r"the model alone: \d+ frames/s", output), output
 
 
 @pytest.mark.parametrize("index", range(7))

@@ -14,8 +14,8 @@ the labels endpoint. Per video, in `--out`:
                        a warming mark
 
 A missing, unreadable or corrupt file is reported and skipped, the others are still labelled,
-and the exit code is then 2. The closing table shows frames, frames/s, the model's own frames/s
-inside the feature worker, and segments per video.
+and the exit code is then 2. The closing table shows frames, frames/s and segments per video,
+and the model's own frames/s: frames per second of inference time inside the feature worker.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ class VideoResult:
     frames: int = 0
     seconds: float = 0.0  # from its capture's start to its end message
     segments: int = 0
-    model_fps: float = 0.0  # the feature worker's frames per second of inference time, so far
     outputs: list[Path] = field(default_factory=list)
     problem: str | None = None
 
@@ -66,6 +65,7 @@ def run_label(config: Config, videos: list[str], out_dir: Path, annotate: bool, 
 
     config = with_capture_preset(config)  # children get the resolved crop, so all agree on it
     results: list[VideoResult] = []
+    model_fps = 0.0
     good: list[str] = []
     for video in videos:
         try:
@@ -78,9 +78,10 @@ def run_label(config: Config, videos: list[str], out_dir: Path, annotate: bool, 
             results.append(VideoResult(video, problem=str(error)))
     if good:
         out_dir.mkdir(parents=True, exist_ok=True)
-        results += label_videos(config, good, out_dir, annotate, console)
+        labelled, model_fps = label_videos(config, good, out_dir, annotate, console)
+        results += labelled
     results.sort(key=lambda result: videos.index(result.video))
-    console.print(summary_table(results))
+    console.print(summary_table(results, model_fps))
     for result in results:
         if result.problem is not None:
             console.print(f"[red]{result.video}:[/red] {result.problem}")
@@ -88,7 +89,8 @@ def run_label(config: Config, videos: list[str], out_dir: Path, annotate: bool, 
 
 
 def label_videos(config: Config, videos: list[str], out_dir: Path, annotate: bool,
-                 console: Console) -> list[VideoResult]:
+                 console: Console) -> tuple[list[VideoResult], float]:
+    """Each video's result, and the model's frames per second of inference time over them all."""
     streams = [f"v{index}" for index in range(len(videos))]
     children = prepare(config, [f"{s}={v}" for s, v in zip(streams, videos)], config_name="label-config.toml")
     workers = [child for child in children if not child.is_capture]
@@ -114,18 +116,18 @@ def label_videos(config: Config, videos: list[str], out_dir: Path, annotate: boo
             result.seconds = time.monotonic() - started
             result.frames = len(collected.labels)
             result.segments = len(collected.segments)
-            result.model_fps = _model_fps(feature_stats)
             result.problem = _problem(collected, captures[stream])
             if collected.labels:
                 name = _output_name(video, names)
                 result.outputs = write_outputs(collected, video, out_dir / name, config, annotate)
             results.append(result)
+        _await_feature_stats(listener, feature_stats, sum(r.frames for r in results), config)
     finally:
         watch.close()
         listener.close(linger=0)
         context.term()
         shutdown(children)
-    return results
+    return results, _model_fps(feature_stats)
 
 
 def _wait_ready(watch: PipelineWatch, workers: list[Child]) -> None:
@@ -205,6 +207,16 @@ def _problem(collected: Collected, capture: Child) -> str | None:
         missing = sorted(set(range(seqs[-1] + 1)) - set(seqs))
         return f"{len(missing)} frames have no label (first: seq {missing[0]}); see the logs in {capture.log_path.parent}"
     return None
+
+
+def _await_feature_stats(listener: zmq.Socket, feature_stats: dict[str, float], frames: int, config: Config) -> None:
+    """The feature worker's next stats, which count every frame labelled (they come every stats interval)."""
+    deadline = time.monotonic() + 2 * config.features.stats_interval_s + 2.0
+    while feature_stats.get("frames", 0) < frames and time.monotonic() < deadline:
+        if listener.poll(100):
+            for message in _waiting(listener):
+                if isinstance(message, wire.Stats):
+                    feature_stats.update(message.counters)
 
 
 def _model_fps(counters: dict[str, float]) -> float:
@@ -314,17 +326,18 @@ def draw_label(image: np.ndarray, label: wire.Label) -> np.ndarray:
     return image
 
 
-def summary_table(results: list[VideoResult]) -> Table:
-    table = Table(title="labelled", caption="model frames/s: the feature worker's frames per second of inference "
-                                            "time, over this run so far")
-    for column in ("video", "frames", "seconds", "frames/s", "model frames/s", "segments", "result"):
+def summary_table(results: list[VideoResult], model_fps: float) -> Table:
+    model = f"{model_fps:.0f} frames/s" if model_fps else "not measured"
+    table = Table(title="labelled", caption=f"the model alone: {model} (frames per second of inference time in the "
+                                            f"feature worker, over all videos)")
+    for column in ("video", "frames", "seconds", "frames/s", "segments", "result"):
         table.add_column(column, justify="left" if column in ("video", "result") else "right")
     for result in results:
         rate = result.frames / result.seconds if result.seconds else 0.0
         outcome = ("[red]failed[/red]" if result.problem and not result.frames
                    else "[yellow]partly[/yellow]" if result.problem else "[green]done[/green]")
         table.add_row(result.video, str(result.frames), f"{result.seconds:.1f}", f"{rate:.1f}",
-                      f"{result.model_fps:.0f}" if result.model_fps else "-", str(result.segments), outcome)
+                      str(result.segments), outcome)
     return table
 
 
