@@ -303,7 +303,7 @@ def draw_label(image: np.ndarray, label: wire.Label) -> np.ndarray:
     """The frame with its label and score, a bar per top-k class, and a warming mark."""
     image = image.copy()
     height, width = image.shape[:2]
-    scale = max(0.35, min(width, 2 * height) / 900)
+    scale = max(0.4, min(width, 2 * height) / 640)
     line = int(26 * scale) + 4
     thickness = max(1, int(round(2 * scale)))
     panel_w, panel_h = min(width, int(330 * scale) + 10), min(height, line * (2 + len(label.top_k)))
@@ -312,12 +312,14 @@ def draw_label(image: np.ndarray, label: wire.Label) -> np.ndarray:
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(image, f"{label.label} {label.score:.0%}", (6, line - 6), font, 0.8 * scale, (255, 255, 255),
                 thickness, cv2.LINE_AA)
-    bar_x, bar_w = int(150 * scale) + 6, panel_w - int(150 * scale) - 14
+    bar_x, bar_w = int(130 * scale) + 6, panel_w - int(180 * scale) - 14
     for row, (name, probability) in enumerate(label.top_k, start=1):
         y = line * row + line // 2
         cv2.putText(image, name[:14], (6, y + 4), font, 0.5 * scale, (230, 230, 230), 1, cv2.LINE_AA)
         cv2.rectangle(image, (bar_x, y - line // 3), (bar_x + max(1, int(bar_w * probability)), y + line // 4),
                       (80, 200, 80) if row == 1 else (200, 160, 60), -1)
+        cv2.putText(image, f"{probability:.0%}", (bar_x + bar_w + 6, y + 4), font, 0.5 * scale, (230, 230, 230), 1,
+                    cv2.LINE_AA)
     if label.warming:
         y = line * (1 + len(label.top_k)) + line // 2
         cv2.circle(image, (12, y), max(3, line // 4), (0, 170, 255), -1)
