@@ -135,3 +135,34 @@ def test_files_as_live_replays_a_file_as_a_camera_that_drops_stale_frames(tmp_pa
     dropped = int(re.search(r"(\d+) dropped", log).group(1))
     assert dropped > 0 and len(frames) + dropped == 60, log
     assert [f.seq for f in frames] == list(range(len(frames)))
+
+
+def test_with_two_feature_workers_every_frame_of_each_file_is_still_labelled(clips, tmp_path):
+    chosen = [c for c in clips if c.name in ("h264", "one_second", "full_hd", "corrupt_tail")]
+    with Pipeline(tmp_path, [f"{c.name}={c.path}" for c in chosen],
+                  sets=[f"capture.fps={CAPTURE_FPS}", "supervisor.feature_workers=2"]) as pipeline, \
+            Listener(pipeline.endpoints["labels"], topics=(b"label/", b"event/")) as listener:
+        deadline = time.monotonic() + 240
+        while pipeline.process.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"run.py up did not stop by itself:\n{pipeline.log_tails()}")
+            listener.pump(0.5)
+        listener.pump(1.0)
+    for clip in chosen:
+        seqs = [item.message.seq for item in listener.labels(clip.name)]
+        assert seqs == list(range(_expected_frames(clip))), f"{clip.name}\n{pipeline.log_tails()}"
+
+
+def test_a_file_goes_to_one_feature_worker_and_a_camera_to_all(tmp_path):
+    from configs.settings import load_config
+    from streamer.capture.process import frames_endpoints
+
+    clip = write_opencv(tmp_path / "clip.avi", "MJPG", 64, 48, 15, 3)
+    workers = "tcp://127.0.0.1:7001,tcp://127.0.0.1:7002,tcp://127.0.0.1:7003"
+    config = load_config(None, [f'endpoints.frames="{workers}"'])
+    chosen = {frames_endpoints(str(clip), f"file{i}", config)[0] for i in range(12)}
+    assert all(len(frames_endpoints(str(clip), f"file{i}", config)) == 1 for i in range(12))
+    assert len(chosen) > 1  # several files spread over the workers
+    assert frames_endpoints("synthetic", "cam0", config) == workers.split(",")
+    live = load_config(None, [f'endpoints.frames="{workers}"', "capture.files_as_live=true"])
+    assert frames_endpoints(str(clip), "file0", live) == workers.split(",")

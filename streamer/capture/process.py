@@ -24,6 +24,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,7 +37,7 @@ from streamer.transport import wire
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, make_socket, split_endpoints
 from streamer.capture.sources import (SourceError, SourceFrame, live_frames, monotonic_pacer, open_source,
-                                      sampled_frames)
+                                      parse_spec, sampled_frames)
 
 log = logging.getLogger("capture")
 
@@ -178,6 +179,20 @@ class Connection(threading.Thread):
 def every_frame(source, config: Config) -> bool:
     """Whether every sampled frame of `source` is sent (files, folders) rather than the newest (cameras)."""
     return source.finite and not config.capture.files_as_live
+
+
+def frames_endpoints(spec: str, stream: str, config: Config) -> list[str]:
+    """Where this capture pushes frames. A camera round-robins over every feature worker; a file's frames
+    all go to one (picked by stream name, so several files spread over the workers), so its end follows
+    its last frame through that worker: with two, the end could overtake the other's last batch."""
+    endpoints = split_endpoints(config.endpoints.frames)
+    try:
+        kind = parse_spec(spec).kind
+    except SourceError:
+        return endpoints  # the reader reports what is wrong with the spec
+    if kind in ("file", "folder") and not config.capture.files_as_live:
+        return [endpoints[zlib.crc32(stream.encode()) % len(endpoints)]]
+    return endpoints
 
 
 def _as_source_error(error: Exception, description: str) -> SourceError:
@@ -337,7 +352,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         # A small kernel buffer keeps frames from queueing under ZeroMQ's high-water mark; it has to
         # be set before connecting, so the endpoints are connected here.
         socket.setsockopt(zmq.SNDBUF, config.capture.send_buffer_bytes)
-    for endpoint in split_endpoints(config.endpoints.frames):
+    for endpoint in frames_endpoints(spec, stream, config):
         socket.connect(endpoint)
     slot = LatestSlot()
     reader = Reader(spec, config, slot, stop)
