@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "lstm": ("workers.lstm_worker", "the LSTM worker: features -> labels on the label topic"),
     "subscribe": ("streamer.apps.subscriber", "live table (or JSON lines) of the latest label per stream"),
     "dashboard": ("streamer.apps.dashboard.cli", "web dashboard of every stream, and Prometheus /metrics"),
+    "label": ("streamer.apps.label", "label every sampled frame of video files; timelines, segments, annotated MP4"),
     "bench": ("streamer.bench.cli", "latency and throughput benchmark of the real pipeline"),
     "keys": ("streamer.transport.security", "make CURVE key pairs for encrypted, authenticated sockets"),
     "make-synthetic": ("models.synthetic_set", "write the synthetic action set in UCF101's layout"),

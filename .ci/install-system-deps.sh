@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # System packages the tests need besides the virtualenv: GStreamer's RTSP server, so that
 # tests/test_rtsp.py can run a real camera on loopback (it runs under the system Python,
-# /usr/bin/python3, where Debian's python3-gi lives), and Debian's chromium, the real browser the
-# dashboard tests drive headless through Playwright. Safe to run again: it returns at once when
+# /usr/bin/python3, where Debian's python3-gi lives); Debian's chromium, the real browser the
+# dashboard tests drive headless through Playwright; and ffmpeg, which the video-file tests use
+# to write H.264 MP4, MKV and AVI-with-audio clips. Safe to run again: it returns at once when
 # everything is already there. Debian/Ubuntu; run as root or with sudo.
 set -euo pipefail
 
@@ -37,16 +38,27 @@ sys.exit(1 if missing else 0)
 PY
 }
 
-if usable; then
-  echo "GStreamer RTSP server: already installed"
+has_ffmpeg() {
+  command -v ffmpeg >/dev/null 2>&1
+}
+
+if usable && has_ffmpeg; then
+  echo "GStreamer RTSP server and ffmpeg: already installed"
   exit 0
 fi
 
 $SUDO apt-get update
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+WANTED=()
+usable || WANTED+=("${PACKAGES[@]}")
+has_ffmpeg || WANTED+=(ffmpeg)
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${WANTED[@]}"
 
 if ! usable; then
   echo "GStreamer's RTSP server is still not usable from /usr/bin/python3 after installing: ${PACKAGES[*]}" >&2
   exit 1
 fi
-echo "GStreamer RTSP server: installed"
+if ! has_ffmpeg; then
+  echo "ffmpeg is still missing after installing it" >&2
+  exit 1
+fi
+echo "GStreamer RTSP server and ffmpeg: installed"

@@ -88,6 +88,8 @@ class Capture:
     preview_size: int = 160
     # preview thumbnails: JPEG quality, 1-100
     preview_quality: int = 70
+    # replay files and folders at `fps` as a live camera (newest frame wins, stale ones dropped); false: every sampled frame is labelled
+    files_as_live: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,8 @@ class CnnRecipe:
     test_frame_stride: int = 1
     # seed for weight init and shuffling, so runs repeat
     seed: int = 0
+    # where `--weights imagenet` downloads ResNet-18 from when torch hub's folder lacks it (empty: torchvision's URL)
+    weights_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,18 @@ class Dashboard:
 
 
 @dataclass(frozen=True)
+class Activity:
+    # activity segments per stream (models/segments.py): weight of the newest frame in the moving average of probabilities
+    ema_alpha: float = 0.25
+    # a class whose smoothed probability reaches this starts a candidate segment
+    enter: float = 0.6
+    # a segment ends when its class's smoothed probability falls below this
+    leave: float = 0.4
+    # frames a candidate must hold before its segment is published (shorter blips are not segments)
+    min_frames: int = 8
+
+
+@dataclass(frozen=True)
 class Config:
     endpoints: Endpoints = field(default_factory=Endpoints)
     capture: Capture = field(default_factory=Capture)
@@ -280,6 +296,7 @@ class Config:
     sequence: LstmRecipe = field(default_factory=LstmRecipe)
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
     dashboard: Dashboard = field(default_factory=Dashboard)
+    activity: Activity = field(default_factory=Activity)
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

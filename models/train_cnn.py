@@ -41,10 +41,11 @@ def cnn_path(work_dir: Path) -> Path:
     return Path(work_dir) / "cnn.pt"
 
 
-def build_cnn(num_classes: int, weights: str) -> FrameCNN:
-    """FrameCNN from ImageNet weights ("imagenet", raises ImageNetWeightsMissing) or random init ("none")."""
+def build_cnn(num_classes: int, weights: str, weights_url: str = "") -> FrameCNN:
+    """FrameCNN from ImageNet weights ("imagenet": downloaded when missing and the network allows; raises
+    ImageNetWeightsMissing otherwise) or random init ("none")."""
     if weights == "imagenet":
-        return FrameCNN(num_classes, backbone=imagenet_resnet18())
+        return FrameCNN(num_classes, backbone=imagenet_resnet18(download=True, url=weights_url))
     if weights == "none":
         return FrameCNN(num_classes)
     raise ValueError(f"cnn.weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
@@ -67,7 +68,7 @@ def train_cnn(config: Config, console: Console | None = None, progress: bool = T
     classes = training_classes(config, classes)
     preset = Preset(resize=config.data.resize, crop=config.data.crop)
     torch.manual_seed(recipe.seed)
-    model = build_cnn(len(classes), recipe.weights).to(memory_format=torch.channels_last)
+    model = build_cnn(len(classes), recipe.weights, recipe.weights_url).to(memory_format=torch.channels_last)
     device = choose_device()
     precision = Precision.choose(device, recipe.mixed_precision)
 

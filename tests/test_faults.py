@@ -202,7 +202,7 @@ def test_a_worker_whose_configuration_cannot_work_stops_everything(tmp_path):
 class HangingSource:
     """Delivers `frames` frames, then blocks in read() until released, like FFmpeg on a dead link."""
 
-    live, fps, description = True, 0.0, "hanging camera"
+    live, finite, fps, description = True, False, 0.0, "hanging camera"
 
     def __init__(self, frames: int, release: threading.Event):
         self.frames, self.release, self.closed = frames, release, False

@@ -31,6 +31,7 @@ from models.sequence_inputs import StreamInputs, checkpoint_inputs, sequence_inp
 from models.train_lstm import WindowDataset, channel_dropout, load_split_features, train_lstm, window_starts
 from models.training_loop import Precision
 from models.training_report import EpochResult, epoch_table
+from tests.support.pipeline import free_port
 from models.synthetic import ACTIVITIES, REVERSED_PAIRS
 
 FRAMES_PER_CLIP = 12
@@ -213,12 +214,14 @@ def test_imagenet_without_the_file_gives_the_clear_error(pipeline, tmp_path, mon
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     expected = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     assert pretrained.weights_path() == expected
-    config = replace(pipeline["config"], "cnn", weights="imagenet")
+    offline = f"http://127.0.0.1:{free_port()}/resnet18-f37072fd.pth"  # as offline: nothing listens there
+    config = replace(pipeline["config"], "cnn", weights="imagenet", weights_url=offline)
     with pytest.raises(pretrained.ImageNetWeightsMissing) as error:
         train_cnn(config, console(), progress=False)
-    assert str(expected) in str(error.value) and pretrained.WEIGHTS.url in str(error.value)
+    assert str(expected) in str(error.value) and offline in str(error.value)
     assert "--weights none" in str(error.value)
-    code = run.main(["train-cnn", "--weights", "imagenet", "--set", f'data.work_dir="{pipeline["work_dir"]}"'])
+    code = run.main(["train-cnn", "--weights", "imagenet", "--set", f'data.work_dir="{pipeline["work_dir"]}"',
+                     "--set", f'cnn.weights_url="{offline}"'])
     printed = capsys.readouterr().err
     assert code == ExitCode.USER_ERROR and "run.py train-cnn: error:" in printed and "resnet18-f37072fd.pth" in printed
 

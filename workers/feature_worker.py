@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import zmq
@@ -80,7 +80,7 @@ class FeatureWorker:
                 pass  # the pipe is full of unread wake-ups already: the loop will look anyway
 
         in_flight: deque[Batch] = deque()
-        last_stats = time.monotonic()
+        last_stats = float("-inf")  # the first stats go out at once: `up` reads them as "this worker is ready"
         log.info("feature worker %s ready on %s (weights: %s, backend: %s, up to %d batch(es) at once)", self.name,
                  config.endpoints.frames, self.weights, self.backend.name, self.backend.depth)
         try:
@@ -94,9 +94,13 @@ class FeatureWorker:
                     while _read_some(done_reader):
                         pass
                 if events.get(frames_in):
-                    batch = self._collect_batch(frames_in, features_out)
+                    batch, event = self._collect_batch(frames_in, features_out)
                     if batch:
                         in_flight.append(self._start(batch, wake))
+                    if event is not None and in_flight:
+                        in_flight[-1].after.append(event)  # leaves behind the features of the frames before it
+                    elif event is not None:
+                        self._forward(features_out, event)
                 for batch in in_flight:
                     if batch.features is None and batch.pending.done():
                         self._collect_features(batch)  # at once: frees its request for the next batch
@@ -124,8 +128,12 @@ class FeatureWorker:
                 # which backend runs, as a key worth 1 (Prometheus' info convention), for dashboards
                 f"{wire.BACKEND_KEY}{self.backend.name}": 1.0}
 
-    def _collect_batch(self, frames_in: zmq.Socket, features_out: zmq.Socket) -> list[tuple[wire.Frame, float]]:
-        """Everything waiting, up to max_batch frames; waits at most max_wait_ms for the batch to fill."""
+    def _collect_batch(self, frames_in: zmq.Socket, features_out: zmq.Socket
+                       ) -> tuple[list[tuple[wire.Frame, float]], wire.Message | None]:
+        """Everything waiting, up to max_batch frames; waits at most max_wait_ms for the batch to fill.
+
+        A stream start or end ends the batch and is returned with it: it must reach the LSTM worker
+        after the features of the frames sent before it (a file's last labels precede its end)."""
         settings = self.config.features
         batch: list[tuple[wire.Frame, float]] = []
         deadline = time.perf_counter() + settings.max_wait_ms / 1000
@@ -141,9 +149,11 @@ class FeatureWorker:
             message = self._parse(parts)
             if isinstance(message, wire.Frame):
                 batch.append((message, received))
+            elif isinstance(message, (wire.StreamStart, wire.StreamEnd)):
+                return batch, message
             elif message is not None:
-                self._forward(features_out, message)  # stream start/end and capture stats go downstream
-        return batch
+                self._forward(features_out, message)  # capture stats go downstream at once
+        return batch, None
 
     def _parse(self, parts) -> wire.Message | None:
         try:
@@ -186,6 +196,8 @@ class FeatureWorker:
                                    truth=frame.truth, truth_since=frame.truth_since, stages=stages,
                                    session=frame.session)
             self._forward(features_out, feature)
+        for event in batch.after:
+            self._forward(features_out, event)
 
     def _forward(self, features_out: zmq.Socket, message: wire.Message) -> None:
         try:
@@ -203,6 +215,7 @@ class Batch:
     pending: object  # the backend's handle: done(), wait(), result()
     features: np.ndarray | None = None  # once done; sent when every earlier batch has been
     cnn_ms: float = 0.0
+    after: list[wire.Message] = field(default_factory=list)  # stream start/end messages that follow these frames
 
 
 def _read_some(fd: int) -> bool:

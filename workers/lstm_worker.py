@@ -28,6 +28,7 @@ from streamer.transport import wire
 from streamer.transport.drops import DropCounter
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, make_socket
+from models.segments import Segmenter
 from workers.reorder import Ready, StreamOrder
 
 log = logging.getLogger("lstm")
@@ -57,6 +58,7 @@ class LstmWorker:
         self.counters: Counter[str] = Counter()
         self.drop = DropCounter(log)
         self.step_ms_total = 0.0
+        self.segmenters: dict[str, Segmenter] = {}  # stream -> its activity segments (models/segments.py)
 
     def run(self, stop: StopFlag) -> int:
         config = self.config
@@ -228,6 +230,26 @@ class LstmWorker:
                            truth_since=feature.truth_since)
         wire.publish(labels_out, label)
         self.counters["labels"] += 1
+        segmenter = self.segmenters.get(feature.stream)
+        if segmenter is None:
+            settings = self.config.activity
+            segmenter = self.segmenters[feature.stream] = Segmenter(self.classes, settings.ema_alpha, settings.enter,
+                                                                     settings.leave, settings.min_frames)
+        self._publish_activity(labels_out, feature.stream, segmenter.step(feature.seq, feature.t_capture,
+                                                                          probabilities))
+
+    def _publish_activity(self, labels_out: zmq.Socket, stream: str, events) -> None:
+        for event in events:
+            wire.publish(labels_out, wire.Activity(stream=stream, event=event.event, label=event.label,
+                                                   confidence=event.confidence, start_seq=event.start_seq,
+                                                   start_t=event.start_t, end_seq=event.end_seq, end_t=event.end_t))
+            self.counters[f"activity_{event.event}s"] += 1
+
+    def _close_activity(self, stream: str, labels_out: zmq.Socket) -> None:
+        """The stream's open segment ends with the stream (before its end message)."""
+        segmenter = self.segmenters.pop(stream, None)
+        if segmenter is not None:
+            self._publish_activity(labels_out, stream, segmenter.finish())
 
     def _end_stream(self, end: wire.StreamEnd, labels_out: zmq.Socket) -> None:
         stream, order = end.stream, self.orders.get(end.stream)
@@ -243,6 +265,7 @@ class LstmWorker:
             self.ended.popitem(last=False)
         self.ready[stream].extend((item, time.time()) for item in order.release(float("inf")))
         self._advance(labels_out)  # labels for what already arrived go out before the end
+        self._close_activity(stream, labels_out)
         self._forget(stream)
         wire.publish(labels_out, wire.StreamEnd(stream=stream, reason=end.reason, t=time.time(), session=end.session))
 
@@ -266,6 +289,7 @@ class LstmWorker:
     def _evict(self, stream: str, labels_out: zmq.Socket) -> None:
         order = self.orders.get(stream)
         session = order.session if order is not None and order.session is not None else 0
+        self._close_activity(stream, labels_out)
         self._forget(stream)
         wire.publish(labels_out, wire.StreamEnd(stream=stream, reason="evicted", t=time.time(), session=session))
 

@@ -9,7 +9,11 @@ Three threads with one job each:
 - the sender (main thread) waits until the socket can take a frame, takes the newest one,
   applies the geometric half of the preset and pushes it; it also tells downstream when a
   stream starts, is lost (`StreamEnd` "source lost") and ends.
-A slow consumer therefore makes frames drop (each counted), never makes latency grow.
+A slow consumer therefore makes a camera's frames drop (each counted), never makes latency grow.
+A file or folder is different: its frames are not going anywhere, so by default every sampled
+frame is kept and sent (back-pressure: the connection waits for the sender, the sender for the
+socket), numbered 0..N-1, and "source ended" follows the last one. `capture.files_as_live`
+replays a file at `capture.fps` as a live camera instead (newest frame wins), for demos and benchmarks.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import secrets
 import threading
 import time
 import traceback
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,8 +39,8 @@ from models.presets import geometric
 from streamer.transport import wire
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, make_socket, split_endpoints
-from streamer.capture.sources import (SOURCE_VARIABLE, SourceError, SourceFrame, _redact, monotonic_pacer,
-                                      open_source, scrub)
+from streamer.capture.sources import (SOURCE_VARIABLE, SourceError, SourceFrame, _redact, live_frames,
+                                      monotonic_pacer, open_source, parse_spec, sampled_frames, scrub)
 from streamer.capture.previews import PreviewSender
 
 log = logging.getLogger("capture")
@@ -56,6 +61,7 @@ class _Captured:
     frame: SourceFrame
     t_capture: float  # wall clock when the source handed us the frame
     session: int  # which connection of the source it came from
+    keep: bool = False  # a file's frame: sent however long it waits, never dropped for a newer one
 
 
 class LatestSlot:
@@ -71,13 +77,29 @@ class LatestSlot:
             if self._item is not None:
                 self.dropped += 1
             self._item = item
-            self._ready.notify()
+            self._ready.notify_all()
+
+    def offer(self, item: _Captured, timeout: float) -> bool:
+        """Put `item` once the slot is empty (the sender took the previous frame); False after `timeout`."""
+        with self._ready:
+            if self._item is not None:
+                self._ready.wait(timeout)
+                if self._item is not None:
+                    return False
+            self._item = item
+            self._ready.notify_all()
+            return True
+
+    def holds_kept(self) -> bool:
+        with self._ready:
+            return self._item is not None and self._item.keep
 
     def take(self, timeout: float) -> _Captured | None:
         with self._ready:
             if self._item is None:
                 self._ready.wait(timeout)
             item, self._item = self._item, None
+            self._ready.notify_all()  # a connection waiting in offer() may hand over its frame
             return item
 
 
@@ -130,41 +152,61 @@ class Connection(threading.Thread):
     def _read_until_end(self, source) -> bool:
         """True when the source ended for good; raises SourceError when it broke."""
         capture = self.config.capture
-        pacer = monotonic_pacer(capture.fps)
+        keep = every_frame(source, self.config)
         # Paced sources (files, folders, synthetic) advance source_fps/fps source frames per sample;
-        # live sources deliver at their own rate and are sampled by time.
-        stride = source.fps / capture.fps if (not source.live and source.fps and capture.fps) else 1.0
-        position, next_due = 0.0, 0.0
+        # live sources deliver at their own rate and are sampled by time. A file whose every frame
+        # is kept is read as fast as the pipeline takes it: no pacing.
+        frames = live_frames(source, capture.fps) if source.live else sampled_frames(source, capture.fps)
+        pacer = None if (keep or source.live) else monotonic_pacer(capture.fps)
         while not self.stop and not self.abandoned.is_set():
             if capture.max_frames and self.count_frames(0) >= capture.max_frames:
                 return True
-            if not source.live:
+            if pacer is not None:
                 time.sleep(next(pacer))
-            frame = source.read()
+            frame = next(frames, None)
             self.last_progress = time.monotonic()
             if frame is None:
                 return True
-            if source.live:
-                now = time.monotonic()
-                if capture.fps and now < next_due:
-                    continue  # faster camera than the configured rate: skip this frame
-                next_due = max(next_due + 1.0 / capture.fps, now) if capture.fps else now
-            else:
-                position += stride
-                while position >= 2.0:  # skip source frames to keep the configured rate
-                    if source.read() is None:
-                        return True
-                    position -= 1.0
-                position -= 1.0
             if self.abandoned.is_set():
                 break
             self.frames += 1
             self.count_frames(1)
-            self.slot.put(_Captured(frame, time.time(), self.session))
+            item = _Captured(frame, time.time(), self.session, keep)
+            if not keep:
+                self.slot.put(item)
+            elif not self._hand_over(item):
+                break
         return False
+
+    def _hand_over(self, item: _Captured) -> bool:
+        """Back-pressure for a file: wait until the sender took the previous frame. False when stopped."""
+        while not self.slot.offer(item, timeout=0.1):
+            self.last_progress = time.monotonic()  # waiting for the pipeline is not a stalled source
+            if self.stop or self.abandoned.is_set():
+                return False
+        return True
 
     def stalled_for(self) -> float:
         return time.monotonic() - self.last_progress
+
+
+def every_frame(source, config: Config) -> bool:
+    """Whether every sampled frame of `source` is sent (files, folders) rather than the newest (cameras)."""
+    return source.finite and not config.capture.files_as_live
+
+
+def frames_endpoints(spec: str, stream: str, config: Config) -> list[str]:
+    """Where this capture pushes frames. A camera round-robins over every feature worker; a file's frames
+    all go to one (picked by stream name, so several files spread over the workers), so its end follows
+    its last frame through that worker: with two, the end could overtake the other's last batch."""
+    endpoints = split_endpoints(config.endpoints.frames)
+    try:
+        kind = parse_spec(spec).kind
+    except SourceError:
+        return endpoints  # the reader reports what is wrong with the spec
+    if kind in ("file", "folder") and not config.capture.files_as_live:
+        return [endpoints[zlib.crc32(stream.encode()) % len(endpoints)]]
+    return endpoints
 
 
 def _as_source_error(error: Exception, spec: str) -> SourceError:
@@ -312,6 +354,11 @@ class Reader(threading.Thread):
                 "stuck_readers": len([c for c in self._stuck if c.is_alive()])}
 
 
+# A file's last frames and its end can still be queued when it ends (the pipeline is behind by design):
+# closing waits this long for them to leave, rather than the usual moment.
+ENDED_LINGER_MS = 60_000
+
+
 def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = None) -> int:
     """Capture `spec` as stream `stream` until stopped or the source ends. Returns an exit code."""
     wire.check_stream_name(stream)
@@ -324,7 +371,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         # A small kernel buffer keeps frames from queueing under ZeroMQ's high-water mark; it has to
         # be set before connecting, so the endpoints are connected here.
         socket.setsockopt(zmq.SNDBUF, config.capture.send_buffer_bytes)
-    for endpoint in split_endpoints(config.endpoints.frames):
+    for endpoint in frames_endpoints(spec, stream, config):
         socket.connect(endpoint)
     previews = PreviewSender(context, config, stream) if config.capture.preview_fps > 0 else None
     slot = LatestSlot()
@@ -334,7 +381,9 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     lost_session: int | None = None  # an outage not yet told downstream
     truth, truth_since = None, -1
     seq = 0
+    unsent: wire.Frame | None = None  # a file's frame the socket could not take yet: sent before any other
     frame_session = -1
+    linger_ms = 200  # how long the last messages may take to leave once we close
     last_stats = time.monotonic()
     process = f"capture:{stream}"
 
@@ -345,7 +394,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     try:
         reader.start()
         while not stop:
-            if not reader.is_alive():
+            if not reader.is_alive() and unsent is None and not slot.holds_kept():
                 break
             while not reader.outage_queue.empty():
                 lost_session, _ = reader.outage_queue.get()
@@ -366,6 +415,12 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                 # so a consumer that is far behind still gets every capture's counters.
                 if _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters=counters())):
                     last_stats = time.monotonic()
+            if unsent is not None:
+                unsent = _send_kept(socket, unsent)
+                if unsent is None:
+                    sent += 1
+                    seq += 1
+                continue
             item = slot.take(timeout=0.05)
             if item is None:
                 continue
@@ -385,15 +440,25 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                 seq += 1
             except zmq.Again:
                 send_failures += 1
-                slot.dropped += 1
+                if item.keep:
+                    unsent = frame  # back-pressure: this frame waits, the connection waits behind it
+                else:
+                    slot.dropped += 1
                 continue
             if previews:  # after the frame left, so a thumbnail never delays it
                 previews.offer(image, frame.seq, frame.t_capture)
         reason = "stopped" if stop else ("failed" if reader.fatal_error or reader.crashed else "source ended")
         # the final counters, so a summary made from them (`up`'s) adds up to the end
-        _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters=counters()))
-        _send_quietly(socket, wire.StreamEnd(stream=stream, reason=reason, t=time.time(),
-                                             session=frame_session if frame_session >= 0 else reader.session))
+        stats = wire.Stats(process=process, t=time.time(), counters=counters())
+        end = wire.StreamEnd(stream=stream, reason=reason, t=time.time(),
+                             session=frame_session if frame_session >= 0 else reader.session)
+        if reason == "source ended":  # after a file's last frame, however long that waits
+            _send_when_possible(socket, stats, stop)
+            _send_when_possible(socket, end, stop)
+            linger_ms = ENDED_LINGER_MS
+        else:
+            _send_quietly(socket, stats)
+            _send_quietly(socket, end)
         log.info("capture %s done (%s): %d read, %d sent, %d dropped", stream, reason, reader.frames_read, sent,
                  slot.dropped)
         if reader.stuck_exit or reader.crashed:
@@ -404,8 +469,20 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         reader.join(timeout=2.0)
         if previews:
             previews.close()
-        socket.close(linger=200)  # give the last messages a moment to leave
+        socket.close(linger=linger_ms)  # give the last messages a moment to leave
         context.term()
+
+
+def _send_kept(socket: zmq.Socket, frame: wire.Frame) -> wire.Frame | None:
+    """Try again to send a frame that must not be dropped; None once it went out."""
+    return None if _send_quietly(socket, frame) else frame
+
+
+def _send_when_possible(socket: zmq.Socket, message, stop: StopFlag) -> None:
+    """Wait for room on the socket (until stopped), then send."""
+    while not stop:
+        if socket.poll(100, zmq.POLLOUT) and _send_quietly(socket, message):
+            return
 
 
 def _send_quietly(socket: zmq.Socket, message) -> bool:

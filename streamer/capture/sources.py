@@ -18,6 +18,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 import cv2
@@ -52,6 +53,7 @@ class SyntheticSource:
     """The built-in camera: a scripted sequence of activities with their ground truth."""
 
     live = False
+    finite = False  # runs until stopped, like a camera
 
     def __init__(self, seed: int, segment_frames: int):
         from models.synthetic import SyntheticCamera
@@ -75,6 +77,7 @@ class VideoSource:
                  timeout_s: float = 5.0):
         self.description = description
         self.live = live
+        self.finite = not live  # a file: every sampled frame is wanted, not just the newest
         self._target, self._loop = target, loop
         params = []
         if isinstance(target, str) and target.startswith(NETWORK_SCHEMES):
@@ -117,6 +120,7 @@ class FolderSource:
     """A folder of still images, read in name order, as a camera would deliver them."""
 
     live = False
+    finite = True  # every sampled image is wanted, not just the newest
 
     def __init__(self, folder: Path, loop: bool = False):
         self.description = str(folder)
@@ -319,6 +323,47 @@ def scrub(text: str, spec: str) -> str:
         if secret and len(secret) >= 3:
             text = text.replace(secret, "***")
     return text
+
+
+def sampled_frames(source: Source, fps: float) -> Iterator[SourceFrame]:
+    """The frames of a paced source (file, folder, synthetic) at `fps`: source frames are skipped
+    to keep the rate when the source runs faster; a slower source gives every frame it has.
+    `run.py label` draws its annotated frames through this too, so they match the labels' seq."""
+    stride = source.fps / fps if (source.fps and fps) else 1.0
+    position = 0.0
+    while True:
+        frame = source.read()
+        if frame is None:
+            return
+        yield frame
+        position += stride
+        while position >= 2.0:  # skip source frames to keep the configured rate
+            if source.read() is None:
+                return
+            position -= 1.0
+        position -= 1.0
+
+
+def live_frames(source: Source, fps: float) -> Iterator[SourceFrame]:
+    """The frames of a live source at most `fps` a second, by the clock: a faster camera's extra frames
+    are skipped. A broken source raises SourceError from its read."""
+    next_due = 0.0
+    while True:
+        frame = source.read()
+        if frame is None:
+            return
+        now = time.monotonic()
+        if fps and now < next_due:
+            continue  # faster camera than the configured rate: skip this frame
+        next_due = max(next_due + 1.0 / fps, now) if fps else now
+        yield frame
+
+
+def effective_fps(source_fps: float, fps: float) -> float:
+    """Frames per second of video that `sampled_frames` yields (the source's own rate when slower)."""
+    if source_fps and fps:
+        return min(source_fps, fps)
+    return fps or source_fps
 
 
 def monotonic_pacer(fps: float):

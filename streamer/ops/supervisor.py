@@ -4,12 +4,17 @@ Before anything starts, `preflight` checks what would otherwise fail in every ch
 again: the sources, the checkpoints, the CURVE keys, the ports to bind. A bad config is one
 clear message and exit code 2, not a crash loop.
 
-Then it starts the LSTM worker, the feature worker(s) and one capture per `--source`, each as its
-own `run.py` process with its log in this pipeline's folder under `supervisor.log_dir` (named after
-the labels endpoint, so two pipelines never mix their logs); every WARNING and ERROR line of a
-child is also shown on `up`'s console, prefixed with the child's name. `up` subscribes to its own
-labels like a dashboard: it says "ready" when the first label leaves and, when it stops, prints a
-summary per stream (frames, labels, drops by reason, latency). A process that dies is restarted after
+Then it starts the LSTM worker and the feature worker(s), each as its own `run.py` process with its
+log in this pipeline's folder under `supervisor.log_dir` (named after the labels endpoint, so two
+pipelines never mix their logs), and waits until the pipeline is ready: every feature worker's
+first stats message has come back through the LSTM worker on the labels endpoint, so frames ->
+features -> labels all flow. Only then does it start one capture per `--source`, logs "pipeline
+ready" and sets `ready` in its stats; no frame is sent to a worker still loading its model. Every
+WARNING and ERROR line of a child is also shown on `up`'s console, prefixed with the child's name.
+`up` subscribes to its own labels like a dashboard: it says "ready: labels on ..." when the first
+label leaves and, when it stops, prints a summary per stream (frames, labels, drops by reason,
+latency). When every source was a file (or a capture gave up), it stops once the LSTM worker has
+published each stream's end, which follows the stream's last label. A process that dies is restarted after
 `supervisor.restart_delay_s`, doubling (up to `restart_max_delay_s`) while it keeps dying young;
 a capture whose source ended or failed for good is not restarted, and a worker that exits with
 code 2 (its configuration cannot work) stops everything. Each restart is logged and counted in
@@ -271,6 +276,37 @@ def check_endpoints(config: Config) -> list[str]:
     return problems
 
 
+class PipelineWatch:
+    """What `up` reads on the labels endpoint: which feature workers are ready, which streams ended."""
+
+    def __init__(self, context: zmq.Context, config: Config):
+        self.socket = make_socket(context, zmq.SUB, config.endpoints.labels, bind=False, security=config.security,
+                                  server_curve=False, hwm=10000)
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"stats/features:")  # a worker's stats reach us only through the LSTM
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"event/")
+        self.workers_seen: set[str] = set()
+        self.ended: set[str] = set()  # streams whose end the LSTM worker published (after their last label)
+
+    def read(self) -> None:
+        # a malformed message (None) is the LSTM worker's to count: nothing here depends on it
+        for message, _ in wire.received_messages(self.socket):
+            if isinstance(message, wire.Stats):
+                self.workers_seen.add(message.process)
+            elif isinstance(message, wire.StreamEnd):
+                self.ended.add(message.stream)
+            elif isinstance(message, wire.StreamStart):
+                self.ended.discard(message.stream)
+
+    def ready(self, feature_workers: list[Child]) -> bool:
+        return all(child.name in self.workers_seen for child in feature_workers)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+
+END_GRACE_S = 30.0  # after the last capture exits, the longest wait for the streams' end messages
+
+
 def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: float,
               tally: Tally | None = None) -> int:
     """Run the children until stopped; with a `tally`, also receive the pipeline's own labels into it."""
@@ -285,44 +321,66 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
                                 server_curve=False, hwm=100000)
         for topic in (b"label/", b"event/", b"stats/"):
             labels_in.setsockopt(zmq.SUBSCRIBE, topic)
+    watch = PipelineWatch(context, config)
     last_stats = 0.0
     code = 0
+    started = time.monotonic()
+    workers = [c for c in children if not c.is_capture]
+    captures = [c for c in children if c.is_capture]
+    ready = False
+    all_finished_at: float | None = None
     try:
-        for child in children:
+        for child in workers:
             if stop:  # Ctrl-C while starting: start nothing more
                 break
-            child.start()
-            log.info("started %s (pid %d), log %s", child.name, child.process.pid, child.log_path)
+            _start(child)
+        log.info("waiting for the workers to load their models before starting the captures")
         while not stop and time.monotonic() < deadline:
             if labels_in is not None and labels_in.poll(100):
-                ready = tally.first_label_at is not None
+                labelled = tally.first_label_at is not None
                 for message, received in wire.received_messages(labels_in, limit=1000):
                     tally.take(message, received)
-                if not ready and tally.first_label_at is not None:
+                if not labelled and tally.first_label_at is not None:
                     log.info("ready: labels on %s (watch them: %s)", config.endpoints.labels,
                              subscribe_command(config))
             else:
                 stop.wait(0.1)
+            watch.read()
             for child in children:
-                forward_warnings(child)
+                if child.process is not None:
+                    forward_warnings(child)
             fatal = [child for child in children if _check(child, config) == "fatal"]
             if fatal:
                 code = ExitCode.USER_ERROR
                 break
-            captures = [c for c in children if c.is_capture]
-            if captures and all(c.finished for c in captures):
+            if not ready and watch.ready([c for c in workers if c.name.startswith("features:")]):
+                ready = True
+                log.info("pipeline ready after %.1f s: starting %d capture(s)", time.monotonic() - started,
+                         len(captures))
+                for child in captures:
+                    if not stop:
+                        _start(child)
+                last_stats = 0.0  # tell dashboards at once
+            if ready and captures and all(c.finished for c in captures):
                 if all(c.exit_code() == ExitCode.USER_ERROR for c in captures):
                     log.error("every source failed for good (see the capture logs in %s); stopping",
-                              config.supervisor.log_dir)
+                              pipeline_log_dir(config))
                     code = ExitCode.USER_ERROR
                     break
-                log.info("every source has ended; stopping")
-                stop.wait(1.0)  # let the last labels leave
-                break
+                all_finished_at = all_finished_at or time.monotonic()
+                if all(c.name.split(":", 1)[1] in watch.ended for c in captures):
+                    log.info("every source has ended and its last label is out; stopping")
+                    break
+                if time.monotonic() - all_finished_at > END_GRACE_S:
+                    log.warning("every source has ended but the end of %s was not published within %.0f s; "
+                                "stopping", [c.name for c in captures if c.name.split(":", 1)[1] not in watch.ended],
+                                END_GRACE_S)
+                    break
             if time.monotonic() - last_stats >= config.supervisor.stats_interval_s:
                 last_stats = time.monotonic()
-                _send_stats(stats_out, children)
+                _send_stats(stats_out, children, ready)
     finally:
+        watch.close()
         stats_out.close()
         shutdown(children)
         if labels_in is not None:  # what the captures and workers said while stopping
@@ -332,14 +390,21 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
             labels_in.close()
         context.term()
         for child in children:
-            forward_warnings(child)
+            if child.process is not None:
+                forward_warnings(child)
     return code
 
 
-def _send_stats(stats_out: zmq.Socket, children: list[Child]) -> None:
+def _start(child: Child) -> None:
+    child.start()
+    log.info("started %s (pid %d), log %s", child.name, child.process.pid, child.log_path)
+
+
+def _send_stats(stats_out: zmq.Socket, children: list[Child], ready: bool) -> None:
     counters = {f"restarts_{c.name}": c.restarts for c in children}
     counters["restarts"] = sum(c.restarts for c in children)
     counters["running"] = sum(c.exit_code() is None and c.process is not None for c in children)
+    counters["ready"] = float(ready)  # the workers answered and the captures were started
     try:
         wire.send(stats_out, wire.Stats(process="supervisor", t=time.time(), counters=counters), flags=zmq.NOBLOCK)
     except zmq.Again:

@@ -2,7 +2,7 @@
 
 A message is multipart: `[topic?, header, buffer?]`.
 - `topic` only on the PUB socket: `label/<stream>/`, `event/<stream>/`, `stats/<process>/`,
-  `preview/<stream>/`.
+  `preview/<stream>/`, `activity/<stream>/`.
   The trailing slash is part of the topic, so subscribing to `label/cam1/` never also
   delivers `label/cam10/` (ZeroMQ subscriptions match prefixes).
 - `header` is a msgpack map with the schema version `v` and the message `kind`.
@@ -55,7 +55,8 @@ STATS = "stats"
 STREAM_START = "stream_start"
 STREAM_END = "stream_end"
 PREVIEW = "preview"
-KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW)
+ACTIVITY = "activity"
+KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW, ACTIVITY)
 
 
 class StreamNameError(ActionableError, ValueError):
@@ -157,7 +158,21 @@ class Preview:
     jpeg: bytes
 
 
-Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview
+
+@dataclass
+class Activity:
+    """An activity segment of a stream starting or ending (models/segments.py)."""
+    stream: str
+    event: str  # "start" (confirmed after activity.min_frames) or "end"
+    label: str
+    confidence: float  # mean smoothed probability of the label over the segment
+    start_seq: int
+    start_t: float  # t_capture of the segment's first frame
+    end_seq: int  # its last frame (for "start": the frame that confirmed it)
+    end_t: float
+
+
+Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview | Activity
 
 
 # ---------------------------------------------------------------------------------- packing
@@ -186,6 +201,8 @@ def topic_for(message: Message) -> bytes:
         return event_topic(message.stream)
     if isinstance(message, Preview):
         return preview_topic(message.stream)
+    if isinstance(message, Activity):
+        return activity_topic(message.stream)
     raise TypeError(f"{type(message).__name__} is not published")
 
 
@@ -203,6 +220,8 @@ def stats_topic(process: str) -> bytes:
 
 def preview_topic(stream: str) -> bytes:
     return f"preview/{stream}/".encode()
+def activity_topic(stream: str) -> bytes:
+    return f"activity/{stream}/".encode()
 
 
 def send(socket: zmq.Socket, message: Message, flags: int = 0) -> None:
@@ -254,6 +273,10 @@ def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
     if isinstance(message, Preview):
         return {"v": SCHEMA_VERSION, "kind": PREVIEW, "stream": message.stream, "seq": message.seq,
                 "t_capture": message.t_capture}, message.jpeg
+    if isinstance(message, Activity):
+        return {"v": SCHEMA_VERSION, "kind": ACTIVITY, "stream": message.stream, "event": message.event,
+                "label": message.label, "confidence": message.confidence, "start_seq": message.start_seq,
+                "start_t": message.start_t, "end_seq": message.end_seq, "end_t": message.end_t}, None
     raise TypeError(f"cannot pack {type(message).__name__}")
 
 
@@ -299,8 +322,10 @@ def unpack(parts: list) -> Message:
         return StreamStart(stream=_stream(header), source=_str(header, "source"),
                            fps=_number(header, "fps"), width=_int(header, "width"),
                            height=_int(header, "height"), t=_number(header, "t"))
-    return StreamEnd(stream=_stream(header), reason=_str(header, "reason"), t=_number(header, "t"),
-                     session=_int(header, "session"))
+    if kind == STREAM_END:
+        return StreamEnd(stream=_stream(header), reason=_str(header, "reason"), t=_number(header, "t"),
+                         session=_int(header, "session"))
+    return _activity(header)
 
 
 def unpack_published(parts: list) -> Message:
@@ -398,6 +423,23 @@ def _label(header: dict) -> Label:
                  warming=warming, frames_in_window=_int(header, "frames_in_window"),
                  model_id=_str(header, "model_id"), stages=_number_map(header, "stages"),
                  truth=_optional_str(header, "truth"), truth_since=_int(header, "truth_since"))
+
+
+def _activity(header: dict) -> Activity:
+    event = _str(header, "event")
+    if event not in ("start", "end"):
+        raise WireError("field", f"activity event must be start or end, got {event!r}")
+    return Activity(stream=_stream(header), event=event, label=_str(header, "label"),
+                    confidence=_number(header, "confidence"), start_seq=_seq_field(header, "start_seq"),
+                    start_t=_number(header, "start_t"), end_seq=_seq_field(header, "end_seq"),
+                    end_t=_number(header, "end_t"))
+
+
+def _seq_field(header: dict, key: str) -> int:
+    value = _int(header, key)
+    if value < 0:
+        raise WireError("field", f"{key} must be >= 0, got {value}")
+    return value
 
 
 def _stream(header: dict) -> str:

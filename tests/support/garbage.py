@@ -66,6 +66,8 @@ FIELDS = {
     wire.STREAM_START: {"source": "str", "fps": "number", "width": "int", "height": "int", "t": "number"},
     wire.STREAM_END: {"reason": "str", "t": "number", "session": "int"},
     wire.PREVIEW: {"seq": "int", "t_capture": "number"},
+    wire.ACTIVITY: {"event": "str", "label": "str", "confidence": "number", "start_seq": "int", "start_t": "number",
+                    "end_seq": "int", "end_t": "number"},
 }
 _WRONG = {"int": _not_int, "number": _not_number, "str": _not_str, "optional_str": _not_optional_str,
           "number_map": _not_number_map, "bool": _not_bool, "top_k": _not_top_k}
@@ -89,6 +91,9 @@ def valid_header(kind: str, stream: str = "cam0", side: int = FRAME_SIDE, dim: i
         return {"v": 1, "kind": kind, "stream": stream, "source": "s", "fps": 1.0, "width": 1, "height": 1, "t": 1.0}
     if kind == wire.PREVIEW:
         return {"v": 1, "kind": kind, "stream": stream, "seq": 7, "t_capture": 1.0}
+    if kind == wire.ACTIVITY:
+        return {"v": 1, "kind": kind, "stream": stream, "event": "start", "label": "a", "confidence": 0.5,
+                "start_seq": 1, "start_t": 1.0, "end_seq": 2, "end_t": 1.5}
     return {"v": 1, "kind": kind, "stream": stream, "reason": "r", "t": 1.0, "session": 1}
 
 
