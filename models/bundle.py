@@ -132,7 +132,8 @@ def load_lstm(path: Path) -> LstmCheckpoint:
 def trained_capture(path: Path) -> TrainedCapture:
     """The capture a bundle (or cnn.pt) was trained for; older bundles know only their crop."""
     data = _read(path, "bundle", "cnn")
-    preset = Preset.from_dict((data["cnn"] if data["part"] == "bundle" else data)["preset"])
+    with _complete(path):
+        preset = Preset.from_dict((data["cnn"] if data["part"] == "bundle" else data)["preset"])
     recorded = data.get("capture") or {}
     fps, segment = recorded.get("fps"), recorded.get("synthetic_segment_frames")
     return TrainedCapture(crop=preset.crop, resize=preset.resize, fps=float(fps) if fps else None,

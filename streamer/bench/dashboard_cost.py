@@ -101,10 +101,10 @@ def _open_browser(stack: ExitStack, browser_path: str, address: str):
 
 def measure(config: Config, sources: list[str], *, phase_s: float, rounds: int, warmup_s: float,
             browser_path: str, console: Console, stop: StopFlag) -> dict:
-    from streamer.ops.supervisor import parse_source, prepare, supervise
+    from streamer.ops.supervisor import parse_source, pipeline_log_dir, prepare, supervise
 
     children = prepare(config, sources, config_name="dashboard-cost-config.toml")
-    log_dir = Path(config.supervisor.log_dir)
+    log_dir = pipeline_log_dir(config)  # where prepare() wrote the config the children read
     config_path = log_dir / "dashboard-cost-config.toml"
     streams = {parse_source(source, index)[0] for index, source in enumerate(sources)}
     context = zmq.Context()
