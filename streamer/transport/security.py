@@ -258,24 +258,16 @@ def make_keys(security: Security, clients: list[str], subscribers: tuple[str, ..
     if not server_secret_file(security).exists():
         _create_pair(root, SERVER)
         made.append(str(server_secret_file(security)))
-    for name in clients:
-        secret = root / CLIENTS / f"{name}.key_secret"
-        if not secret.exists():
-            _create_pair(root / CLIENTS, name)
-            made.append(str(secret))
-        allowed = root / ALLOWED / f"{name}.key"
-        if not allowed.exists():
-            allowed.write_bytes((root / CLIENTS / f"{name}.key").read_bytes())
-            made.append(str(allowed))
-    for name in subscribers:
-        secret = root / CLIENTS / f"{name}.key_secret"
-        if not secret.exists():
-            _create_pair(root / CLIENTS, name)
-            made.append(str(secret))
-        listed = root / SUBSCRIBERS / f"{name}.key"
-        if not listed.exists():
-            listed.write_bytes((root / CLIENTS / f"{name}.key").read_bytes())
-            made.append(str(listed))
+    for names, listing in ((clients, ALLOWED), (subscribers, SUBSCRIBERS)):
+        for name in names:
+            secret = root / CLIENTS / f"{name}.key_secret"
+            if not secret.exists():
+                _create_pair(root / CLIENTS, name)
+                made.append(str(secret))
+            listed = root / listing / f"{name}.key"
+            if not listed.exists():
+                listed.write_bytes((root / CLIENTS / f"{name}.key").read_bytes())
+                made.append(str(listed))
     return made
 
 
