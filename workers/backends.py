@@ -4,8 +4,8 @@ Each backend takes a batch of uint8 RGB frames [N, H, W, 3] (already cropped by 
 returns float32 features [N, 512]. Normalisation happens inside, on the device that runs the
 model, so a GPU receives 1-byte pixels, not 4-byte floats.
 
-- TorchCuda: pinned host staging buffers both ways, non-blocking copies on a side stream, half
-  precision, the stream synchronised before the result is read.
+- CUDA (workers/cuda_backend.py): half precision, two batches in flight through pinned staging
+  buffers, the upload of one overlapping the compute of the other.
 - TorchCpu: channels-last; bfloat16 autocast where the CPU supports it, else float32.
 - OpenVinoCpu (workers/openvino_backend.py): bfloat16 where the CPU has it; the fastest on CPUs.
 `choose_backend` picks one for this machine unless the config names one (`features.backend`,
@@ -15,12 +15,11 @@ model, so a GPU receives 1-byte pixels, not 4-byte floats.
 Two ways to call a backend: `backend(images)` returns the features; `backend.submit(images, wake)`
 starts a batch and returns a handle (`done()`, `wait()`, `result()`), so the feature worker can
 keep up to `backend.depth` batches running while it collects the next (OpenVINO: one infer
-request per core group). The torch backends run `submit` at once (depth 1).
+request per core group; CUDA: two staging slots). The torch CPU backends run `submit` at once (depth 1).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Callable
 
@@ -92,51 +91,6 @@ class TorchCpu(Synchronous):
         return features.float().numpy()
 
 
-class TorchCuda(Synchronous):
-    """Half-precision ResNet on a CUDA device, fed through pinned buffers on its own stream.
-
-    Per call: frames are copied into a pinned uint8 buffer (4x fewer bytes than float), uploaded
-    with a non-blocking copy, normalised and run on the device in float16, and the features come
-    back through a pinned float32 buffer with a non-blocking copy; the stream is synchronised
-    before that buffer is read, and before the input buffer is written again on the next call.
-    """
-
-    def __init__(self, extractor: FeatureExtractor, preset: Preset, max_batch: int, device: str = "cuda"):
-        self.preset, self.device = preset, torch.device(device)
-        torch.backends.cudnn.benchmark = True  # fixed frame size: let cuDNN pick its fastest kernels
-        # A copy: the caller's model stays on the CPU in float32 (it is the reference we are checked against).
-        self.model = copy.deepcopy(extractor).eval().to(self.device, memory_format=torch.channels_last).half()
-        self._stream = torch.cuda.Stream(self.device)
-        # The weight upload and the half() casts were queued on the default stream: ours must not start first.
-        self._stream.wait_stream(torch.cuda.current_stream(self.device))
-        self._allocate(max_batch, preset.crop)
-        self.name = f"torch-cuda-fp16-pinned ({torch.cuda.get_device_name(self.device)})"
-
-    def _allocate(self, batch: int, side: int) -> None:
-        # Page-locked memory lets both copies run asynchronously; allocated once and reused.
-        self._staging = torch.empty((batch, side, side, 3), dtype=torch.uint8).pin_memory()
-        self._output = torch.empty((batch, self._feature_dim()), dtype=torch.float32).pin_memory()
-
-    def _feature_dim(self) -> int:
-        return int(self.model.cnn.backbone.fc.in_features)
-
-    @torch.inference_mode()
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        n = len(images)
-        if n > len(self._staging):
-            self._stream.synchronize()  # nothing may still read the old buffers
-            self._allocate(n, images.shape[1])
-        staged = self._staging[:n]
-        staged.numpy()[...] = images  # safe: the previous call synchronised the stream before returning
-        with torch.cuda.stream(self._stream):
-            on_device = staged.to(self.device, non_blocking=True)
-            features = self.model(normalize_batch(on_device, self.preset, dtype=torch.float16))
-            output = self._output[:n]
-            output.copy_(features.float(), non_blocking=True)  # cast on the device, then download
-        self._stream.synchronize()  # the non-blocking download must be complete before we read it
-        return output.numpy().copy()  # the pinned buffer is reused by the next call
-
-
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = a.astype(np.float64), b.astype(np.float64)
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
@@ -184,9 +138,11 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
     reduced = precision != "fp32"
     reference = TorchCpu(extractor, preset, bfloat16=False)
     if use_cuda:
-        candidate = TorchCuda(extractor, preset, max_batch=max_batch) if reduced else None
-        if candidate is None:
+        if not reduced:
             raise RuntimeError("features.precision = fp32 on CUDA is not offered; use features.precision=auto")
+        from workers.cuda_backend import torch_cuda
+
+        candidate = torch_cuda(extractor, preset, max_batch=max_batch)
     elif backend in ("auto", "openvino") and _openvino_available():
         from workers.openvino_backend import OpenVinoCpu
 
@@ -226,7 +182,9 @@ def available_backends(settings=None) -> list[tuple[str, Callable[[FeatureExtrac
         found.append(("openvino", lambda e, p: OpenVinoCpu(e, p, max_batch=max_batch, threads=threads,
                                                            requests=requests)))
     if torch.cuda.is_available():
-        found.append(("torch-cuda", lambda e, p: TorchCuda(e, p, max_batch=max_batch)))
+        from workers.cuda_backend import torch_cuda
+
+        found.append(("torch-cuda", lambda e, p: torch_cuda(e, p, max_batch=max_batch)))
     return found
 
 
