@@ -89,7 +89,7 @@ class Features:
     stats_interval_s: float = 2.0
     # inference threads: torch intra-op and OpenVINO INFERENCE_NUM_THREADS (0: the library's default)
     threads: int = 0
-    # precision: auto (bf16 on capable CPUs, fp16 on CUDA), fp32 (plain float32), reduced (same as auto)
+    # precision: auto (CPU: the bundle's int8 model if its label guard admitted it, else bf16 where capable; CUDA: fp16), fp32, reduced (bf16/fp16, never int8), int8 (the int8 model even if not admitted)
     precision: str = "auto"
     # OpenVINO: batches running at once, each on its own share of the cores, under load (1: one at a time)
     openvino_requests: int = 2

@@ -25,6 +25,7 @@ from models import bundle
 from models.extract import feature_path, load_features
 from models.files import write_atomically
 from models.frames import FramesError, prepared_videos
+from models.int8 import make_int8_if_available
 from models.networks import SequenceLSTM
 from models.sequence_inputs import check_kind, sequence_inputs
 from models.train_cnn import cnn_path
@@ -174,7 +175,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     console = Console()
     try:
-        train_lstm(from_args(args), args.bundle_out, console)
+        config = from_args(args)
+        trained = train_lstm(config, args.bundle_out, console)
+        make_int8_if_available(config, args.bundle_out or trained.bundle, console)
     except (FramesError, bundle.BundleError) as error:
         console.print(f"[red]train-lstm: {error}", soft_wrap=True)
         return 1

@@ -21,11 +21,13 @@ request per core group; CUDA: two staging slots). The torch CPU backends run `su
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from configs.settings import DEFAULT_BUNDLE
 from models.networks import FeatureExtractor
 from models.normalize import normalize_batch
 from models.presets import Preset
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 MIN_COSINE = 0.999  # a backend whose features differ more than this from float32 is not used
 BACKENDS = ("auto", "torch", "openvino")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "reduced")
+PRECISIONS = ("auto", "fp32", "reduced", "int8")
 
 
 def cpu_supports_bf16() -> bool:
@@ -116,11 +118,13 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
                    max_batch: int = 16, settings=None) -> object:
     """The fastest backend for this machine (or the one the config names), checked against float32.
 
-    Order on `auto`: CUDA (float16) when a GPU is visible, else OpenVINO (bfloat16 where the CPU
-    has it), else torch bfloat16 channels-last, else torch float32. `settings` is the
+    Order on `auto`: CUDA (float16) when a GPU is visible, else OpenVINO (the bundle's int8 model
+    when its label guard admitted it, models/int8.py; else bfloat16 where the CPU has it), else torch
+    bfloat16 channels-last, else torch float32. `settings` is the
     `features` config section (precision, threads, OpenVINO options); None means defaults.
     Any backend that is not plain float32 torch must give features within cosine MIN_COSINE of it
-    on synthetic-camera frames, else the worker falls back to float32 and says so.
+    on synthetic-camera frames, else the worker falls back to float32 and says so; the int8 model
+    is held to its label guard instead (cosine is a proxy; labels are what users see).
     """
     precision = _setting(settings, "precision", "auto")
     if backend not in BACKENDS:
@@ -135,7 +139,11 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
     if backend == "openvino" and (device == "cuda" or not _openvino_available()):
         raise RuntimeError("features.backend = openvino needs the CPU (features.device=cpu) and the openvino "
                            "package (pip install openvino); or set features.backend=auto")
+    if precision == "int8" and (use_cuda or backend == "torch" or not _openvino_available()):
+        raise RuntimeError("features.precision = int8 runs on OpenVINO on the CPU (features.backend=auto or openvino, "
+                           "features.device=cpu, the openvino package); or set features.precision=auto")
     reduced = precision != "fp32"
+    int8 = None
     reference = TorchCpu(extractor, preset, bfloat16=False)
     if use_cuda:
         if not reduced:
@@ -146,14 +154,15 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
     elif backend in ("auto", "openvino") and _openvino_available():
         from workers.openvino_backend import OpenVinoCpu
 
+        int8 = _int8_model(settings, precision)
         candidate = OpenVinoCpu(extractor, preset, max_batch=max_batch, reduced=reduced,
                                 threads=_setting(settings, "threads", 0),
-                                requests=_setting(settings, "openvino_requests", 2))
+                                requests=_setting(settings, "openvino_requests", 2), int8_model=int8)
     elif reduced and cpu_supports_bf16():
         candidate = TorchCpu(extractor, preset, bfloat16=True)
     else:
         candidate = reference
-    if candidate is not reference:
+    if candidate is not reference and int8 is None:  # int8 is guarded by labels on the test split, not by cosine
         images = probe_images(preset)
         cosine = float(cosine_similarity(candidate(images), reference(images)).min())
         if cosine < MIN_COSINE:
@@ -169,6 +178,26 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
     return candidate
 
 
+def _int8_model(settings, precision: str) -> Path | None:
+    """The bundle's int8 model: on "int8" whenever it exists, on "auto" only when its label guard admitted it."""
+    if precision not in ("auto", "int8"):
+        return None
+    from models.int8_report import guard_line, model_file, read_guard
+
+    path = Path(_setting(settings, "bundle", DEFAULT_BUNDLE))
+    guard = read_guard(path)
+    if guard is None:
+        if precision == "int8":
+            raise RuntimeError(f"features.precision = int8 but no int8 model was made for {path}: run "
+                               f"`python run.py quantize` (needs openvino and nncf), or set features.precision=auto")
+        return None
+    if not guard["admitted"] and precision == "auto":
+        log.info("not using the bundle's int8 model: %s", guard_line(guard))
+        return None
+    log.info("%s: %s", "int8 asked for" if precision == "int8" else "int8 chosen", guard_line(guard))
+    return model_file(path)
+
+
 def available_backends(settings=None) -> list[tuple[str, Callable[[FeatureExtractor, Preset], object]]]:
     """(name, factory(extractor, preset)) for every backend this machine can run; torch float32 first."""
     max_batch = _setting(settings, "max_batch", 16)
@@ -181,6 +210,13 @@ def available_backends(settings=None) -> list[tuple[str, Callable[[FeatureExtrac
         threads, requests = _setting(settings, "threads", 0), _setting(settings, "openvino_requests", 2)
         found.append(("openvino", lambda e, p: OpenVinoCpu(e, p, max_batch=max_batch, threads=threads,
                                                            requests=requests)))
+        from models.int8_report import model_file, read_guard
+
+        bundle_path = Path(_setting(settings, "bundle", DEFAULT_BUNDLE))
+        if read_guard(bundle_path) is not None:  # the bundle's int8 model, admitted or not (its guard says)
+            found.append(("openvino-int8", lambda e, p: OpenVinoCpu(e, p, max_batch=max_batch, threads=threads,
+                                                                    requests=requests,
+                                                                    int8_model=model_file(bundle_path))))
     if torch.cuda.is_available():
         from workers.cuda_backend import torch_cuda
 
