@@ -35,7 +35,8 @@ def test_gpu_check_runs_every_section_it_can_and_writes_json_and_a_table(tmp_pat
     assert report["cuda"] == torch.cuda.is_available()
     assert sections["correctness"]["min_cosine"] >= 0.999
     assert {row["batch"] for row in sections["bare_model"]["rows"]} >= {1}
-    assert all(row["bare_frames_per_s"] > 0 and row["backend_frames_per_s"] > 0 for row in sections["bare_model"]["rows"])
+    rows = sections["bare_model"]["rows"]
+    assert all(row["bare_frames_per_s"] > 0 and row["backend_frames_per_s"] > 0 for row in rows)
     worker = sections["worker_over_zmq"]["rows"][0]
     assert worker["frames_per_s"] > 0 and worker["mean_batch"] >= 1 and worker["pinned"]
     assert sections["training"]["frames_per_s"] > 0

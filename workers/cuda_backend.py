@@ -12,7 +12,9 @@ staging buffers, so the worker never waits for the GPU to finish before it reads
     a waiter thread:  waits for `finished` in submission order, marks the batch done, wakes the
                       worker's poll loop (OpenVINO does this from its completion callback).
 
-The upload of batch k+1 runs on the copy stream while batch k computes on the compute stream.
+The upload of batch k+1 runs on the copy stream while batch k computes on the compute stream, and
+`submit` returns without waiting for the device: nothing in `launch` blocks the host (the
+normalisation constants are uploaded once, since a per-batch upload of them is a synchronous copy).
 A slot is handed out again only after its batch's features were read, so neither pinned buffer
 is written while the GPU may still read it. `pinned=False` stages in pageable memory instead (the
 same code path; CUDA then copies through its own bounce buffer and the upload cannot overlap), for
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 
 from models.networks import FeatureExtractor
-from models.normalize import normalize_batch
+from models.normalize import normalization, normalize_batch
 from models.presets import Preset
 
 
@@ -165,6 +167,7 @@ class CudaSlots:
         for stream in (self._copy_stream, self._compute_stream):
             stream.wait_stream(torch.cuda.current_stream(self.device))
         self._consumed = [torch.cuda.Event() for _ in range(count)]  # the slot's device input was read
+        self._constants = normalization(preset, self.device)  # uploaded once: a per-batch upload would block
         self._allocate(max_batch, preset.crop)
         kind = "pinned" if pinned else "pageable"
         self.name = (f"torch-cuda-{'fp16' if half else 'fp32'}-{kind}-{count}-in-flight "
@@ -203,7 +206,8 @@ class CudaSlots:
         with torch.cuda.stream(self._compute_stream):
             self._compute_stream.wait_event(uploaded)
             dtype = torch.float16 if self.half else torch.float32
-            batch = normalize_batch(self._device_in[slot][:size], self.preset, dtype=dtype)
+            batch = normalize_batch(self._device_in[slot][:size], self.preset, dtype=dtype,
+                                    constants=self._constants)
             self._consumed[slot].record(self._compute_stream)
             features = self.model(batch)
             self._host_out[slot][:size].copy_(features.float(), non_blocking=True)

@@ -43,7 +43,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from models.networks import FeatureExtractor, FrameCNN
-from models.normalize import normalize_batch
+from models.normalize import normalization, normalize_batch
 from models.presets import Preset
 from streamer.bench.percentiles import percentiles
 
@@ -334,8 +334,10 @@ def training(plan: Plan) -> dict:
         frames, labels = frames.pin_memory(), labels.pin_memory()
         torch.backends.cudnn.benchmark = True
 
+    constants = normalization(preset, plan.device)
+
     def step() -> None:
-        images = normalize_batch(frames.to(plan.device, non_blocking=True), preset)
+        images = normalize_batch(frames.to(plan.device, non_blocking=True), preset, constants=constants)
         with precision.autocast():
             loss = torch.nn.functional.nll_loss(model(images), labels.to(plan.device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
@@ -499,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     console = Console() if sys.stdout.isatty() else Console(width=160)  # logs: no wrapping at 80 columns
-    report = run_check(sections, Path(args.out), pipeline=args.pipeline, quick=args.quick, full_size=args.full_size, console=console)
+    report = run_check(sections, Path(args.out), pipeline=args.pipeline, quick=args.quick, full_size=args.full_size,
+                       console=console)
     failed = [name for name, result in report["sections"].items() if "error" in result]
     return 1 if failed else 0
 
