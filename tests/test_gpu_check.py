@@ -56,8 +56,8 @@ def test_an_unknown_section_is_named(capsys):
 
 def test_saturation_points_say_what_limits_them():
     assert limit_of(asked_per_s=480, captured_per_s=300, dropped=0, captured=3000) == "captures limit"
-    assert limit_of(asked_per_s=480, captured_per_s=478, dropped=900, captured=4780) == "feature worker limits"
+    assert limit_of(asked_per_s=480, captured_per_s=478, dropped=900, captured=4780) == "downstream limits (frames dropped)"
     assert limit_of(asked_per_s=480, captured_per_s=478, dropped=3, captured=4780) == "below capacity"
-    points = [{"streams": 4, "limit": "feature worker limits"}, {"streams": 8, "limit": "captures limit"},
+    points = [{"streams": 4, "limit": "downstream limits (frames dropped)"}, {"streams": 8, "limit": "captures limit"},
               {"streams": 12, "limit": "captures limit"}]
     assert first_capture_limited(points) == 8 and first_capture_limited(points[:1]) is None

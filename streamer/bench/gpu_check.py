@@ -11,7 +11,7 @@ On a machine with CUDA it measures, writing JSON and a table to `--out` (runs/gp
   the bare model at that batch;
 - `one_stream`: the whole pipeline (`run.py bench`) on 1 stream at 30 frames/s: end-to-end latency;
 - `saturation`: the pipeline on more and more synthetic streams at 60 frames/s, each point judged
-  "captures limit" (captures read < 95% of the frames asked), "feature worker limits" (frames
+  "captures limit" (captures read < 95% of the frames asked), "downstream limits (frames dropped)" (frames
   dropped), or "below capacity"; the first stream count the captures limit is reported;
 - `training`: the lecture recipe's CNN training step (ResNet-18, Adam, NLL, AMP) at 224 px, batch 128.
 
@@ -66,7 +66,7 @@ class Plan:
         self.worker_seconds = 10.0 if full else 1.5
         self.feeders = 6 if full else 1
         self.upload_batch = 64 if full else 4
-        self.sweep = (2, 4, 8, 12, 16, 24) if full else (1, 2)
+        self.sweep = (4, 8, 16, 24) if full else (1, 2)
         self.sweep_fps = 60.0 if full else 10.0
         self.sweep_seconds = 10.0 if full else 2.0
         self.one_stream_seconds = 20.0 if full else 2.0
@@ -267,20 +267,21 @@ def _feed_worker(plan: Plan, pinned: bool) -> dict:
             "fed_per_s": sum(sent) / max(elapsed, 1e-9), "feeders": plan.feeders}
 
 
-def _bench(extra: list[str], out: Path) -> dict:
+def _bench(plan: Plan, extra: list[str], out: Path) -> dict:
     from streamer.bench.cli import add_arguments, run_bench
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    missing = out / "no-bundle.pt"  # random weights at 224 px: speed does not depend on the weights
+    missing = out / "no-bundle.pt"  # random weights at the plan's size: speed does not depend on the weights
     args = parser.parse_args(["--no-live", "--set", f"features.bundle={missing}", "--set", f"lstm.bundle={missing}",
-                              "--set", "features.imagenet_fallback=false", "--set", "capture.resize=256",
-                              "--set", "capture.crop=224", *extra])
+                              "--set", "features.imagenet_fallback=false",
+                              "--set", f"capture.crop={plan.preset.crop}", "--set", f"capture.resize={plan.preset.resize}",
+                              "--set", f"features.max_batch={plan.worker_batch}", *extra])
     return run_bench(args, console=Console(quiet=True))
 
 
 def one_stream(plan: Plan, out: Path) -> dict:
-    report = _bench(["--streams", "1", "--fps", "30", "--seconds", str(plan.one_stream_seconds)], out)
+    report = _bench(plan, ["--streams", "1", "--fps", "30", "--seconds", str(plan.one_stream_seconds)], out)
     return {"latency_ms": report["overall"]["latency_ms"], "labels": report["overall"]["labels"],
             "backend": report["run"]["backend"], "dropped": report["counts"]["dropped"]}
 
@@ -290,7 +291,7 @@ def limit_of(asked_per_s: float, captured_per_s: float, dropped: int, captured: 
     if captured_per_s < 0.95 * asked_per_s:
         return "captures limit"
     if dropped > 0.01 * max(1, captured):
-        return "feature worker limits"
+        return "downstream limits (frames dropped)"
     return "below capacity"
 
 
@@ -302,7 +303,7 @@ def first_capture_limited(points: list[dict]) -> int | None:
 def saturation(plan: Plan, out: Path) -> dict:
     points = []
     for streams in plan.sweep:
-        report = _bench(["--streams", str(streams), "--fps", str(plan.sweep_fps),
+        report = _bench(plan, ["--streams", str(streams), "--fps", str(plan.sweep_fps),
                          "--seconds", str(plan.sweep_seconds)], out)
         seconds = report["run"]["measured_seconds"]
         counts = report["counts"]
