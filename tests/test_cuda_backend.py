@@ -177,8 +177,8 @@ def test_feature_worker_on_two_slots_sends_every_frame_its_feature_in_order(zmq_
         got = []
         while len(got) < count:
             message = wire.unpack(features_in.recv_multipart())
-            if isinstance(message, wire.Feature):
-                got.append(message)
+            if isinstance(message, wire.FeatureBatch):  # one message per batch
+                got.extend(message.features)
     finally:
         stop.set()
         thread.join(10)

@@ -5,8 +5,9 @@ A message is multipart: `[topic?, header, buffer?]`.
   The trailing slash is part of the topic, so subscribing to `label/cam1/` never also
   delivers `label/cam10/` (ZeroMQ subscriptions match prefixes).
 - `header` is a msgpack map with the schema version `v` and the message `kind`.
-- `buffer` is the raw array (frames: uint8 HxWx3 RGB; features: float32 [dim]) sent with
-  `copy=False`; its shape and dtype are in the header and checked against its length.
+- `buffer` is the raw array (frames: uint8 HxWx3 RGB; features: float32 [dim]; a feature batch:
+  float32 [N, dim], its N frames' fields in the header's `items`) sent with `copy=False`; its
+  shape and dtype are in the header and checked against its length.
 
 Never pickle: a peer can only make us allocate what a checked header allows.
 Everything that sends or receives imports this module; nothing else knows the layout.
@@ -36,7 +37,9 @@ LABEL = "label"
 STATS = "stats"
 STREAM_START = "stream_start"
 STREAM_END = "stream_end"
-KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END)
+FEATURE_BATCH = "feature_batch"
+KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, FEATURE_BATCH)
+MAX_BATCH_ITEMS = 4096  # features in one feature_batch message
 
 
 class WireError(ValueError):
@@ -114,7 +117,14 @@ class StreamEnd:
     t: float
 
 
-Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd
+@dataclass
+class FeatureBatch:
+    """The features of one feature-worker batch, in one message: one header map per frame, one [N, dim] buffer."""
+
+    features: list[Feature]
+
+
+Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | FeatureBatch
 
 
 # ---------------------------------------------------------------------------------- packing
@@ -202,6 +212,13 @@ def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
     if isinstance(message, StreamEnd):
         return {"v": SCHEMA_VERSION, "kind": STREAM_END, "stream": message.stream,
                 "reason": message.reason, "t": message.t}, None
+    if isinstance(message, FeatureBatch):
+        matrix = np.ascontiguousarray(np.stack([f.vector for f in message.features]), dtype=np.float32)
+        items = [{key: value for key, value in _common(FEATURE, f).items() if key not in ("v", "kind", "t_sent")}
+                 for f in message.features]
+        header = {"v": SCHEMA_VERSION, "kind": FEATURE_BATCH, "t_sent": time.time(), "dim": int(matrix.shape[1]),
+                  "items": items}
+        return header, memoryview(matrix).cast("B")
     raise TypeError(f"cannot pack {type(message).__name__}")
 
 
@@ -234,6 +251,8 @@ def unpack(parts: list) -> Message:
         return _frame(header, _require_buffer(buffer, kind))
     if kind == FEATURE:
         return _feature(header, _require_buffer(buffer, kind))
+    if kind == FEATURE_BATCH:
+        return _feature_batch(header, _require_buffer(buffer, kind))
     if buffer is not None:
         raise WireError("parts", f"{kind} messages carry no buffer")
     if kind == LABEL:
@@ -253,7 +272,7 @@ def unpack_published(parts: list) -> Message:
     if len(parts) < 2:
         raise WireError("parts", "a published message has a topic and a header")
     message = unpack(parts[1:])
-    if isinstance(message, (Frame, Feature)):
+    if isinstance(message, (Frame, Feature, FeatureBatch)):
         raise WireError("kind", f"{type(message).__name__} messages are never published")
     if _bytes(parts[0]) != topic_for(message):
         raise WireError("topic", "topic does not match the message inside")
@@ -312,6 +331,26 @@ def _feature(header: dict, buffer) -> Feature:
                    vector=vector, truth=_optional_str(header, "truth"),
                    truth_since=_int(header, "truth_since"), stages=_number_map(header, "stages"),
                    t_sent=_number(header, "t_sent"), session=_int(header, "session"))
+
+
+def _feature_batch(header: dict, buffer) -> FeatureBatch:
+    items, dim = header.get("items"), header.get("dim")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH_ITEMS or not all(isinstance(i, dict) for i in items):
+        raise WireError("field", f"items must be a list of 1..{MAX_BATCH_ITEMS} maps")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= MAX_FEATURE_DIM:
+        raise WireError("shape", f"feature dim must be 1..{MAX_FEATURE_DIM}, got {dim!r}")
+    if memoryview(buffer).nbytes != len(items) * dim * 4:
+        raise WireError("size", f"feature batch buffer has {memoryview(buffer).nbytes} bytes, "
+                                f"{len(items)} x {dim} features need {len(items) * dim * 4}")
+    matrix = np.frombuffer(buffer, dtype=np.float32).reshape(len(items), dim)
+    if not np.isfinite(matrix).all():
+        raise WireError("value", "feature batch holds NaN or infinity")
+    t_sent = _number(header, "t_sent")
+    return FeatureBatch(features=[
+        Feature(stream=_stream(item), seq=_seq(item), t_capture=_number(item, "t_capture"), vector=vector,
+                truth=_optional_str(item, "truth"), truth_since=_int(item, "truth_since"),
+                stages=_number_map(item, "stages"), t_sent=t_sent, session=_int(item, "session"))
+        for item, vector in zip(items, matrix)])
 
 
 def _label(header: dict) -> Label:

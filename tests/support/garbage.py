@@ -136,7 +136,7 @@ def drop_reason(socket: str, parts: list[bytes]) -> str | None:
     if socket == "frames":
         if isinstance(message, wire.Frame):
             return None if message.image.shape == (FRAME_SIDE, FRAME_SIDE, 3) else "frame_size"
-        return "kind" if isinstance(message, (wire.Feature, wire.Label)) else None
+        return "kind" if isinstance(message, (wire.Feature, wire.FeatureBatch, wire.Label)) else None
     if isinstance(message, wire.Feature):
         return None if message.vector.shape[0] == FEATURE_DIM else "feature_size"
     return "kind" if isinstance(message, (wire.Frame, wire.Label)) else None
