@@ -383,7 +383,7 @@ def run_check(sections: list[str], out: Path, *, pipeline: bool = False, quick: 
                "host_to_device": lambda: host_to_device(plan), "worker_over_zmq": lambda: worker_over_zmq(plan),
                "one_stream": lambda: one_stream(plan, out), "saturation": lambda: saturation(plan, out),
                "training": lambda: training(plan)}
-    if not plan.cuda:
+    if not plan.cuda and not full_size:
         torch.set_num_threads(1)  # a smoke run on a CPU that may be shared: no threads spinning on each other
     chosen = [s for s in sections if s not in PIPELINE_SECTIONS or not plan.quick or pipeline]
     with Progress(console=console, transient=True) as progress:
