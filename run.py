@@ -41,6 +41,7 @@ SUBCOMMANDS = {
     "extract": ("models.extract", "512-d features for every frame, one file per video"),
     "train-lstm": ("models.train_lstm", "train the LSTM on 32-frame feature sequences; writes the bundle"),
     "evaluate": ("models.evaluate", "frame, window and video accuracy, per class, confusion matrix"),
+    "quantize": ("models.int8", "int8 feature model for the bundle (NNCF), kept only if its labels match float32"),
 }
 
 # Subcommands whose module imports torch (or cv2) take their options from a light module, so that

@@ -33,7 +33,7 @@ class ConfigError(ActionableError, ValueError):
 # choices from here (typing.get_args), so a value allowed here is one the code knows.
 BackendChoice = typing.Literal["auto", "torch", "openvino"]
 DeviceChoice = typing.Literal["auto", "cpu", "cuda"]
-PrecisionChoice = typing.Literal["auto", "fp32", "reduced"]
+PrecisionChoice = typing.Literal["auto", "fp32", "reduced", "int8"]
 WeightsChoice = typing.Literal["imagenet", "none"]
 SequenceInputsChoice = typing.Literal["features", "differences"]
 SplitChoice = typing.Literal[1, 2, 3]
@@ -114,7 +114,8 @@ class Features:
     stats_interval_s: float = 2.0
     # inference threads: torch intra-op and OpenVINO INFERENCE_NUM_THREADS (0: the library's default)
     threads: int = 0
-    # auto and reduced: bf16 on capable CPUs, fp16 on CUDA; fp32: plain float32
+    # precision: auto (CPU: the bundle's int8 model if its label guard admitted it, else bf16 where capable;
+    # CUDA: fp16), fp32, reduced (bf16/fp16, never int8), int8 (the int8 model even if not admitted)
     precision: PrecisionChoice = "auto"
     # OpenVINO: batches run at once under load, each on a share of the cores (1: one at a time; a lone one uses all)
     openvino_requests: int = 2

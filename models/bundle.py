@@ -188,3 +188,8 @@ def _load_state(model: torch.nn.Module, state_dict: dict, path: Path) -> None:
     except RuntimeError as error:
         first_line = str(error).splitlines()[0]
         raise BundleError(f"{path}: weights do not fit the model described beside them ({first_line})") from None
+
+
+def int8_dir(path: Path) -> Path:
+    """Where the int8 feature model made for this bundle lives (models/int8.py): beside it, keyed by its model id."""
+    return Path(path).parent / "int8" / model_id(path)

@@ -10,6 +10,8 @@
   single frame cannot tell the classes apart and only the order of frames can;
 - streamed vs offline: test videos run as parallel streams through `StreamInputs` + the live `StaggeredWindows`
   and compared with `offline_window_probabilities` (max abs difference must be <= 1e-4, labels equal).
+- the int8 feature model's label guard (models/int8.py), when one was made for this bundle: window
+  labels against float32, the accuracy drop, min and mean cosine.
 
 Everything goes to <work_dir>/evaluation.json and the confusion PNG beside it.
 """
@@ -31,10 +33,11 @@ from models.stage_options import DEFAULT_STREAMS, evaluate as add_arguments  # n
 from models import bundle
 from models.files import write_json_atomically
 from models.frames import FramesError
+from models.int8_report import guard_table, read_guard
 from models.sequence_inputs import StreamInputs, checkpoint_inputs, sequence_inputs
 from models.train_cnn import cnn_path
-from models.train_lstm import VideoFeatures, load_split_features, lstm_path
-from models.window import StaggeredWindows, offline_window_probabilities
+from models.train_lstm import VideoFeatures, bundle_path, load_split_features, lstm_path
+from models.window import StaggeredWindows, offline_window_probabilities, window_probabilities
 
 STREAM_TOLERANCE = 1e-4
 
@@ -44,16 +47,6 @@ def reversed_pair_classes(classes: list[str]) -> list[str]:
     from models.synthetic import REVERSED_PAIRS
 
     return [name for pair in REVERSED_PAIRS if all(n in classes for n in pair) for name in pair]
-
-
-@torch.no_grad()
-def window_probabilities(model: torch.nn.Module, features: torch.Tensor, window: int,
-                         chunk: int = 512) -> torch.Tensor:
-    """Probabilities [n, classes] of every full window (stride 1); one window of the whole video if shorter."""
-    if len(features) < window:
-        return torch.exp(model(features.unsqueeze(0)))
-    windows = features.unfold(0, window, 1).permute(0, 2, 1)  # [n, window, 512]
-    return torch.cat([torch.exp(model(windows[i:i + chunk].contiguous())) for i in range(0, len(windows), chunk)])
 
 
 def confusion(true: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -154,6 +147,7 @@ def evaluate(config: Config, console: Console | None = None, streams: int = DEFA
         "reversed_pairs": pairs,
         "per_class": per_class,
         "streamed_vs_offline": stream_check,
+        "int8": int8_guard(config),
     }
     png = save_confusion_png(work_dir / "confusion.png", classes, frame_confusion, window_confusion)
     results["confusion_png"] = str(png)
@@ -165,6 +159,10 @@ def evaluate(config: Config, console: Console | None = None, streams: int = DEFA
     console.print(confusion_table(classes, window_confusion, "LSTM window confusion: counts of test windows "
                                                              "(rows: true class, columns: predicted)"))
     console.print(live_check_sentence(stream_check), soft_wrap=True)
+    if results["int8"] is not None:
+        console.print(guard_table(results["int8"]))
+    else:
+        console.print("int8: no int8 feature model for this bundle (`python run.py quantize` makes one)")
     console.print(f"evaluate: {path}, and {png} (the same matrices as percentages of each true class's row, "
                   f"CNN per frame beside LSTM per window) ({results['seconds']:.1f} s)", soft_wrap=True)
     return results
@@ -179,6 +177,15 @@ def live_check_sentence(check: dict) -> str:
     if check["within_tolerance"]:
         return f"[green]live == offline:[/] {found}, {labels}"
     return f"[red]live != offline:[/] {found} (more than the {STREAM_TOLERANCE:g} allowed), {labels}"
+
+
+def int8_guard(config: Config) -> dict | None:
+    """The label guard of the int8 model made for the bundle of these checkpoints (models/int8.py), if any."""
+    trained = bundle_path(Path(config.data.work_dir))
+    record = read_guard(Path(config.features.bundle))
+    if record is None or not trained.exists() or record["model_id"] != bundle.model_id(trained):
+        return None
+    return record
 
 
 def _percent(value: float | None) -> str:

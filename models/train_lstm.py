@@ -27,6 +27,7 @@ from models import bundle
 from models.extract import feature_path, load_features
 from models.files import write_atomically
 from models.frames import FramesError, prepared_videos, read_manifest
+from models.int8 import make_int8_if_available
 from models.networks import SequenceLSTM
 from models.sequence_inputs import check_kind, sequence_inputs
 from models.synthetic_set import MARKER_FILE
@@ -188,5 +189,7 @@ def _copy_atomically(source: Path, target: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     console = Console()
-    train_lstm(from_args(args), args.bundle_out, console)
+    config = from_args(args)
+    trained = train_lstm(config, args.bundle_out, console)
+    make_int8_if_available(config, args.bundle_out or trained.bundle, console)
     return ExitCode.OK

@@ -190,3 +190,13 @@ def offline_window_probabilities(model: SequenceLSTM, features: np.ndarray, wind
         sequence = x[max(0, t - window + 1): t + 1].unsqueeze(0)
         rows.append(torch.exp(model(sequence))[0])
     return torch.stack(rows).numpy()
+
+
+@torch.no_grad()
+def window_probabilities(model: torch.nn.Module, features: torch.Tensor, window: int,
+                         chunk: int = 512) -> torch.Tensor:
+    """Probabilities [n, classes] of every full window (stride 1); one window of the whole video if shorter."""
+    if len(features) < window:
+        return torch.exp(model(features.unsqueeze(0)))
+    windows = features.unfold(0, window, 1).permute(0, 2, 1)  # [n, window, 512]
+    return torch.cat([torch.exp(model(windows[i:i + chunk].contiguous())) for i in range(0, len(windows), chunk)])

@@ -90,8 +90,8 @@ def test_features_leave_in_frame_order_when_a_later_batch_finishes_first(zmq_con
         got = []
         while len(got) < count:
             message = wire.unpack(features_in.recv_multipart())
-            if isinstance(message, wire.Feature):
-                got.append(message)
+            if isinstance(message, wire.FeatureBatch):  # one message per batch
+                got.extend(message.features)
     finally:
         stop.set()
         thread.join(10)

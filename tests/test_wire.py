@@ -157,3 +157,37 @@ def test_headers_are_measured_and_bounded_before_they_are_used():
         with pytest.raises(wire.WireError) as error:
             wire.unpack([hostile])
         assert error.value.reason == "undecodable"
+
+
+def test_a_feature_batch_round_trips_each_frame_with_its_own_fields():
+    vectors = np.arange(3 * 512, dtype=np.float32).reshape(3, 512)
+    features = [wire.Feature(stream=f"cam{i}", seq=10 + i, t_capture=100.0 + i, vector=vectors[i], truth="FadeIn",
+                             truth_since=i, stages={"cnn": 2.0 + i}, session=5) for i in range(3)]
+    batch = _roundtrip(wire.FeatureBatch(features))
+    assert isinstance(batch, wire.FeatureBatch) and len(batch.features) == 3
+    for sent, got in zip(features, batch.features):
+        assert (got.stream, got.seq, got.t_capture, got.truth, got.truth_since, got.stages, got.session) == \
+            (sent.stream, sent.seq, sent.t_capture, sent.truth, sent.truth_since, sent.stages, sent.session)
+        np.testing.assert_array_equal(got.vector, sent.vector)
+        assert got.t_sent > 0
+
+
+def test_a_malformed_feature_batch_is_refused_with_its_reason():
+    good = wire.pack(wire.FeatureBatch([wire.Feature(stream="a", seq=0, t_capture=1.0, vector=np.ones(4, np.float32)),
+                                        wire.Feature(stream="b", seq=0, t_capture=1.0, vector=np.ones(4, np.float32))]))
+    header = msgpack.unpackb(bytes(good[0]))
+    buffer = bytes(memoryview(good[1]))
+
+    def refused(changed_header, changed_buffer=buffer):
+        with pytest.raises(wire.WireError) as error:
+            wire.unpack([msgpack.packb(changed_header), changed_buffer])
+        return error.value.reason
+
+    assert refused(header, buffer[:-4]) == "size"
+    assert refused({**header, "items": []}) == "field"
+    assert refused({**header, "dim": 0}) == "shape"
+    assert refused({**header, "items": [header["items"][0], {**header["items"][1], "stream": "bad name"}]}) == "stream"
+    assert refused(header, np.full(8, np.nan, np.float32).tobytes()) == "value"
+    with pytest.raises(wire.WireError) as error:
+        wire.unpack([msgpack.packb(header)])
+    assert error.value.reason == "parts"

@@ -4,8 +4,8 @@ Each backend takes a batch of uint8 RGB frames [N, H, W, 3] (already cropped by 
 returns float32 features [N, 512]. Normalisation happens inside, on the device that runs the
 model, so a GPU receives 1-byte pixels, not 4-byte floats.
 
-- TorchCuda: pinned host staging buffers both ways, non-blocking copies on a side stream, half
-  precision, the stream synchronised before the result is read.
+- CUDA (workers/cuda_backend.py): half precision, two batches in flight through pinned staging
+  buffers, the upload of one overlapping the compute of the other.
 - TorchCpu: channels-last; bfloat16 autocast where the CPU supports it (models/hardware.py),
   else float32.
 - OpenVinoCpu (workers/openvino_backend.py): bfloat16 where the CPU has it; the fastest on CPUs.
@@ -16,20 +16,20 @@ model, so a GPU receives 1-byte pixels, not 4-byte floats.
 Two ways to call a backend (the `Backend` protocol): `backend(images)` returns the features; `backend.submit(images, wake)`
 starts a batch and returns a handle (`done()`, `wait()`, `result()`), so the feature worker can
 keep up to `backend.depth` batches running while it collects the next (OpenVINO: one infer
-request per core group). The torch backends run `submit` at once (depth 1).
+request per core group; CUDA: two staging slots). The torch CPU backends run `submit` at once (depth 1).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import typing
+from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from configs.settings import BackendChoice, ConfigError, DeviceChoice, PrecisionChoice
+from configs.settings import DEFAULT_BUNDLE, BackendChoice, ConfigError, DeviceChoice, PrecisionChoice
 from models.hardware import cpu_supports_bf16
 from models.networks import FeatureExtractor
 from models.normalize import normalize_batch
@@ -57,7 +57,7 @@ class PendingBatch(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the feature worker and the bench need from an inference backend (TorchCpu, TorchCuda, OpenVinoCpu)."""
+    """What the feature worker and the bench need from an inference backend (TorchCpu, the CUDA backend in workers/cuda_backend.py, OpenVinoCpu)."""
 
     name: str  # what runs, for logs and reports, e.g. "openvino-cpu-bf16"
     depth: int  # batches `submit` can keep running at once
@@ -124,51 +124,6 @@ class TorchCpu(Synchronous):
         return features.float().numpy()
 
 
-class TorchCuda(Synchronous):
-    """Half-precision ResNet on a CUDA device, fed through pinned buffers on its own stream.
-
-    Per call: frames are copied into a pinned uint8 buffer (4x fewer bytes than float), uploaded
-    with a non-blocking copy, normalised and run on the device in float16, and the features come
-    back through a pinned float32 buffer with a non-blocking copy; the stream is synchronised
-    before that buffer is read, and before the input buffer is written again on the next call.
-    """
-
-    def __init__(self, extractor: FeatureExtractor, preset: Preset, max_batch: int, device: str = "cuda"):
-        self.preset, self.device = preset, torch.device(device)
-        torch.backends.cudnn.benchmark = True  # fixed frame size: let cuDNN pick its fastest kernels
-        # A copy: the caller's model stays on the CPU in float32 (it is the reference we are checked against).
-        self.model = copy.deepcopy(extractor).eval().to(self.device, memory_format=torch.channels_last).half()
-        self._stream = torch.cuda.Stream(self.device)
-        # The weight upload and the half() casts were queued on the default stream: ours must not start first.
-        self._stream.wait_stream(torch.cuda.current_stream(self.device))
-        self._allocate(max_batch, preset.crop)
-        self.name = f"torch-cuda-fp16-pinned ({torch.cuda.get_device_name(self.device)})"
-
-    def _allocate(self, batch: int, side: int) -> None:
-        # Page-locked memory lets both copies run asynchronously; allocated once and reused.
-        self._staging = torch.empty((batch, side, side, 3), dtype=torch.uint8).pin_memory()
-        self._output = torch.empty((batch, self._feature_dim()), dtype=torch.float32).pin_memory()
-
-    def _feature_dim(self) -> int:
-        return int(self.model.cnn.backbone.fc.in_features)
-
-    @torch.inference_mode()
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        n = len(images)
-        if n > len(self._staging):
-            self._stream.synchronize()  # nothing may still read the old buffers
-            self._allocate(n, images.shape[1])
-        staged = self._staging[:n]
-        staged.numpy()[...] = images  # safe: the previous call synchronised the stream before returning
-        with torch.cuda.stream(self._stream):
-            on_device = staged.to(self.device, non_blocking=True)
-            features = self.model(normalize_batch(on_device, self.preset, dtype=torch.float16))
-            output = self._output[:n]
-            output.copy_(features.float(), non_blocking=True)  # cast on the device, then download
-        self._stream.synchronize()  # the non-blocking download must be complete before we read it
-        return output.numpy().copy()  # the pinned buffer is reused by the next call
-
-
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = a.astype(np.float64), b.astype(np.float64)
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
@@ -194,11 +149,13 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
                    max_batch: int = 16, settings=None) -> Backend:
     """The fastest backend for this machine (or the one the config names), checked against float32.
 
-    Order on `auto`: CUDA (float16) when a GPU is visible, else OpenVINO (bfloat16 where the CPU
-    has it), else torch bfloat16 channels-last, else torch float32. `settings` is the
+    Order on `auto`: CUDA (float16) when a GPU is visible, else OpenVINO (the bundle's int8 model
+    when its label guard admitted it, models/int8.py; else bfloat16 where the CPU has it), else torch
+    bfloat16 channels-last, else torch float32. `settings` is the
     `features` config section (precision, threads, OpenVINO options); None means defaults.
     Any backend that is not plain float32 torch must give features within cosine MIN_COSINE of it
-    on synthetic-camera frames, else the worker falls back to float32 and says so.
+    on synthetic-camera frames, else the worker falls back to float32 and says so; the int8 model
+    is held to its label guard instead (cosine is a proxy; labels are what users see).
     """
     precision = _setting(settings, "precision", "auto")
     if backend not in BACKENDS:
@@ -213,23 +170,30 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
     if backend == "openvino" and (device == "cuda" or not _openvino_available()):
         raise ConfigError("features.backend = openvino needs the CPU (features.device=cpu) and the openvino "
                            "package (pip install openvino); or set features.backend=auto")
+    if precision == "int8" and (use_cuda or backend == "torch" or not _openvino_available()):
+        raise RuntimeError("features.precision = int8 runs on OpenVINO on the CPU (features.backend=auto or openvino, "
+                           "features.device=cpu, the openvino package); or set features.precision=auto")
     reduced = precision != "fp32"
+    int8 = None
     reference = TorchCpu(extractor, preset, bfloat16=False)
     if use_cuda:
-        candidate = TorchCuda(extractor, preset, max_batch=max_batch) if reduced else None
-        if candidate is None:
+        if not reduced:
             raise ConfigError("features.precision = fp32 on CUDA is not offered; use features.precision=auto")
+        from workers.cuda_backend import torch_cuda
+
+        candidate = torch_cuda(extractor, preset, max_batch=max_batch)
     elif backend in ("auto", "openvino") and _openvino_available():
         from workers.openvino_backend import OpenVinoCpu
 
+        int8 = _int8_model(settings, precision)
         candidate = OpenVinoCpu(extractor, preset, max_batch=max_batch, reduced=reduced,
                                 threads=_setting(settings, "threads", 0),
-                                requests=_setting(settings, "openvino_requests", 2))
+                                requests=_setting(settings, "openvino_requests", 2), int8_model=int8)
     elif reduced and cpu_supports_bf16():
         candidate = TorchCpu(extractor, preset, bfloat16=True)
     else:
         candidate = reference
-    if candidate is not reference:
+    if candidate is not reference and int8 is None:  # int8 is guarded by labels on the test split, not by cosine
         images = probe_images(preset)
         cosine = float(cosine_similarity(candidate(images), reference(images)).min())
         if cosine < MIN_COSINE:
@@ -245,6 +209,26 @@ def choose_backend(extractor: FeatureExtractor, preset: Preset, *, backend: str 
     return candidate
 
 
+def _int8_model(settings, precision: str) -> Path | None:
+    """The bundle's int8 model: on "int8" whenever it exists, on "auto" only when its label guard admitted it."""
+    if precision not in ("auto", "int8"):
+        return None
+    from models.int8_report import guard_line, model_file, read_guard
+
+    path = Path(_setting(settings, "bundle", DEFAULT_BUNDLE))
+    guard = read_guard(path)
+    if guard is None:
+        if precision == "int8":
+            raise ConfigError(f"features.precision = int8 but no int8 model was made for {path}: run "
+                               f"`python run.py quantize` (needs openvino and nncf), or set features.precision=auto")
+        return None
+    if not guard["admitted"] and precision == "auto":
+        log.info("not using the bundle's int8 model: %s", guard_line(guard))
+        return None
+    log.info("%s: %s", "int8 asked for" if precision == "int8" else "int8 chosen", guard_line(guard))
+    return model_file(path)
+
+
 def available_backends(settings=None) -> list[tuple[str, Callable[[FeatureExtractor, Preset], Backend]]]:
     """(name, factory(extractor, preset)) for every backend this machine can run; torch float32 first."""
     max_batch = _setting(settings, "max_batch", 16)
@@ -257,8 +241,17 @@ def available_backends(settings=None) -> list[tuple[str, Callable[[FeatureExtrac
         threads, requests = _setting(settings, "threads", 0), _setting(settings, "openvino_requests", 2)
         found.append(("openvino", lambda e, p: OpenVinoCpu(e, p, max_batch=max_batch, threads=threads,
                                                            requests=requests)))
+        from models.int8_report import model_file, read_guard
+
+        bundle_path = Path(_setting(settings, "bundle", DEFAULT_BUNDLE))
+        if read_guard(bundle_path) is not None:  # the bundle's int8 model, admitted or not (its guard says)
+            found.append(("openvino-int8", lambda e, p: OpenVinoCpu(e, p, max_batch=max_batch, threads=threads,
+                                                                    requests=requests,
+                                                                    int8_model=model_file(bundle_path))))
     if torch.cuda.is_available():
-        found.append(("torch-cuda", lambda e, p: TorchCuda(e, p, max_batch=max_batch)))
+        from workers.cuda_backend import torch_cuda
+
+        found.append(("torch-cuda", lambda e, p: torch_cuda(e, p, max_batch=max_batch)))
     return found
 
 

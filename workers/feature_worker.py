@@ -1,8 +1,8 @@
 """The feature worker: frames from any number of streams -> batched ResNet-18 -> 512-d features.
 
 It binds the frames endpoint (captures connect and push), batches across streams up to
-`features.max_batch` frames, runs the backend, and pushes one feature message per frame to the
-LSTM worker. Stream start/end and upstream stats are passed along. Malformed messages are
+`features.max_batch` frames, runs the backend, and pushes one message per batch (its frames'
+features, `wire.FeatureBatch`) to the LSTM worker. Stream start/end and upstream stats are passed along. Malformed messages are
 dropped and counted by reason; the worker never stops for one.
 
 Batching takes what is already queued and goes (`features.max_wait_ms` = 0): while one batch
@@ -168,7 +168,7 @@ class FeatureWorker:
                                          f"needs {expected}; set capture.crop={self.preset.crop} "
                                          f"capture.resize={self.preset.resize}")
                 return None
-        elif isinstance(message, (wire.Feature, wire.Label)):
+        elif isinstance(message, (wire.Feature, wire.FeatureBatch, wire.Label)):
             self.drop("kind", f"a {type(message).__name__} message arrived on the frames socket")
             return None
         return message
@@ -186,7 +186,9 @@ class FeatureWorker:
         self.counters["frames"] += len(batch.frames)
 
     def _finish(self, batch: "Batch", features_out: zmq.Socket) -> None:
+        """The batch's features to the LSTM worker, in one message."""
         cnn_ms = batch.cnn_ms
+        features = []
         for (frame, received), vector in zip(batch.frames, batch.features):
             stages = dict(frame.stages)
             stages["transport_frames"] = max(0.0, (received - frame.t_sent) * 1000)
@@ -195,7 +197,8 @@ class FeatureWorker:
             feature = wire.Feature(stream=frame.stream, seq=frame.seq, t_capture=frame.t_capture, vector=vector,
                                    truth=frame.truth, truth_since=frame.truth_since, stages=stages,
                                    session=frame.session)
-            self._forward(features_out, feature)
+            features.append(feature)
+        self._forward(features_out, wire.FeatureBatch(features))
         for event in batch.after:
             self._forward(features_out, event)
 

@@ -63,9 +63,11 @@ class LstmWorker:
     def run(self, stop: StopFlag) -> int:
         config = self.config
         context = zmq.Context()
-        # A feature message is a few kilobytes: its own size limit keeps the queue below 1000 x that.
+        # A feature message is a few kilobytes: its own size limit keeps the queue below 1000 x that. A
+        # feature worker's batch travels as one message, so the limit is never below a full batch's buffer.
+        batch_bytes = config.features.max_batch * self.feature_dim * 4
         features_in = make_socket(context, zmq.PULL, config.endpoints.features, bind=True, security=config.security,
-                                  hwm=1000, max_message_bytes=config.security.max_feature_message_bytes,
+                                  hwm=1000, max_message_bytes=max(config.security.max_feature_message_bytes, batch_bytes),
                                   setting="endpoints.features")
         labels_out = make_socket(context, zmq.PUB, config.endpoints.labels, bind=True, security=config.security,
                                  hwm=10000, setting="endpoints.labels")
@@ -128,7 +130,10 @@ class LstmWorker:
             except wire.WireError as error:
                 self.drop(error.reason, str(error))
                 continue
-            if isinstance(message, wire.Feature):
+            if isinstance(message, wire.FeatureBatch):
+                for feature in message.features:
+                    self._accept(feature, received, labels_out)
+            elif isinstance(message, wire.Feature):
                 self._accept(message, received, labels_out)
             elif isinstance(message, wire.Stats):
                 if message.process == "lstm":  # only this process reports as "lstm"
@@ -211,13 +216,14 @@ class LstmWorker:
             step_ms = (time.time() - started) * 1000
             self.step_ms_total += step_ms
             self.counters["steps"] += 1
-            for (stream, (item, received)), output in zip(heads, outputs):
-                self._publish_label(labels_out, item.feature, output, received, started, step_ms)
+            # every stream's top classes in one sort, not one per label
+            tops = np.argsort(-np.stack([output.probabilities for output in outputs]), axis=1)[:, :self.config.lstm.top_k]
+            for (stream, (item, received)), output, order in zip(heads, outputs, tops):
+                self._publish_label(labels_out, item.feature, output, order, received, started, step_ms)
 
-    def _publish_label(self, labels_out, feature: wire.Feature, output, received: float, started: float,
-                       step_ms: float) -> None:
+    def _publish_label(self, labels_out, feature: wire.Feature, output, order: np.ndarray, received: float,
+                       started: float, step_ms: float) -> None:
         probabilities = output.probabilities
-        order = np.argsort(probabilities)[::-1][: self.config.lstm.top_k]
         stages = dict(feature.stages)
         stages["transport_features"] = max(0.0, (received - feature.t_sent) * 1000)
         stages["queue_lstm"] = max(0.0, (started - received) * 1000)

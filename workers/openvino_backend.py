@@ -2,7 +2,8 @@
 
 The converted graph takes the uint8 NHWC frames the capture sends, so the whole preprocessing
 and the network run in OpenVINO's kernels. bfloat16 where the CPU has AMX or AVX-512 bf16
-(OpenVINO decides from its own capability list), else float32.
+(OpenVINO decides from its own capability list), else float32. With `int8_model`, the int8 graph
+NNCF made for the bundle (models/int8.py) instead of a conversion of the extractor.
 
 The model is compiled twice, because one compilation cannot be best at both:
 - latency mode: one request using every core (`threads`; 0 = OpenVINO's default). A lone frame
@@ -19,27 +20,17 @@ or one arriving while others run, to a free throughput request.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections import deque
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from models.networks import FeatureExtractor
-from models.normalize import normalize_batch
+from models.openvino_export import convert
 from models.presets import Preset
 
 log = logging.getLogger(__name__)
-
-
-class _FromUint8(torch.nn.Module):
-    def __init__(self, extractor: FeatureExtractor, preset: Preset):
-        super().__init__()
-        self.extractor, self.preset = extractor, preset
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.extractor(normalize_batch(images, self.preset))
 
 
 class _Running:
@@ -66,16 +57,12 @@ class _Running:
 
 class OpenVinoCpu:
     def __init__(self, extractor: FeatureExtractor, preset: Preset, max_batch: int = 16, reduced: bool = True,
-                 threads: int = 0, requests: int = 2):
+                 threads: int = 0, requests: int = 2, int8_model: Path | None = None):
         import openvino
 
-        side = preset.crop
-        example = torch.zeros((1, side, side, 3), dtype=torch.uint8)
-        with warnings.catch_warnings():  # tracing warnings about constant tensors are expected here
-            warnings.simplefilter("ignore")
-            converted = openvino.convert_model(_FromUint8(extractor.eval(), preset), example_input=example,
-                                               input=[openvino.PartialShape([-1, side, side, 3])])
         core = openvino.Core()
+        # int8: the quantized graph stored beside the bundle (models/int8.py); else the extractor converted now
+        converted = core.read_model(str(int8_model)) if int8_model is not None else convert(extractor, preset)
         bf16 = reduced and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         precision = "bf16" if bf16 else "f32"
         common = {"INFERENCE_PRECISION_HINT": precision} | ({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})
@@ -103,7 +90,7 @@ class OpenVinoCpu:
         self._lone_threshold = max(2, max_batch // 2)  # batches smaller than this, when idle: latency mode
         for index, request in enumerate([self._lone_request, *self._throughput_requests]):
             request.set_callback(self._completed, index)
-        self.name = f"openvino-cpu-{precision}"
+        self.name = f"openvino-cpu-{'int8' if int8_model is not None else precision}"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         # share_inputs: the request reads the caller's batch in place (no copy; we wait for it);

@@ -32,6 +32,7 @@ DEMO_CONFIG = CONFIG_DIR / "demo.toml"
 def train_everything(config: Config, console: Console) -> None:
     """Every training stage, each skipping the work already done."""
     from models.extract import extract
+    from models.int8 import make_int8_if_available
     from models.prepare import prepare
     from models.synthetic_set import write_synthetic_set
     from models.train_cnn import train_cnn
@@ -50,6 +51,7 @@ def train_everything(config: Config, console: Console) -> None:
     extract(config, console=console)
     console.rule("5/5 train the LSTM on 32-frame windows")
     train_lstm(config, bundle_out=Path(config.lstm.bundle), console=console)
+    make_int8_if_available(config, Path(config.lstm.bundle), console)
     console.print(f"[bold]training finished in {time.perf_counter() - started:.0f} s[/bold]")
 
 

@@ -7,7 +7,8 @@
   worker picks (same backend, precision, layout, threads), at batch 1 and at the worker's
   `features.max_batch` with as many batches running at once as the worker keeps under load.
   No process can run the pipeline faster than this on the same cores.
-- `backend_table`: every backend this machine has, at the same two batch sizes.
+- `backend_table`: every backend this machine has (the bundle's int8 model too, when one was made),
+  at the same two batch sizes, each marked admissible or not by the guard the worker applies.
 - `lstm_advance`: the LSTM worker's step alone for many streams: staggered windows
   (models/window.py) against recomputing each 32-frame window, one stream at a time and
   batched across all streams, at the default recipe's LSTM size.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -196,7 +198,8 @@ def model_ceiling(config: Config, seconds: float = 5.0) -> dict:
 
 def backend_table(config: Config, seconds: float = 3.0) -> list[dict]:
     """Each backend this machine can run, at batch 1 and the worker's max batch, with its cosine to float32."""
-    from workers.backends import available_backends, configure_threads, cosine_similarity
+    from models.int8_report import read_guard
+    from workers.backends import MIN_COSINE, available_backends, configure_threads, cosine_similarity
 
     configure_threads(config.features)
     preset = _fresh_extractor(config).preset
@@ -209,7 +212,10 @@ def backend_table(config: Config, seconds: float = 3.0) -> list[dict]:
         if reference_features is None:
             reference_features = features  # the first one is torch float32
         cosine = float(cosine_similarity(features, reference_features).min())
-        rows.append({"backend": backend.name, "cosine_to_fp32": cosine,
+        # admissible: the guard the worker applies (int8: labels on the test split; the others: cosine)
+        admissible = read_guard(Path(config.features.bundle))["admitted"] if name == "openvino-int8" \
+            else cosine >= MIN_COSINE
+        rows.append({"backend": backend.name, "cosine_to_fp32": cosine, "admissible": admissible,
                      "batch_1": time_backend(backend, images[:1], seconds / 2),
                      f"batch_{len(images)}": time_backend_pipelined(backend, images, seconds / 2),
                      "loadavg": list(os.getloadavg())})

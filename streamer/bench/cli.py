@@ -36,6 +36,7 @@ from rich.text import Text
 
 from configs.exit_codes import ExitCode
 from configs.settings import Config, add_config_arguments, from_args
+from models.int8_report import guard_line, read_guard
 from streamer.bench.checks import checks
 from streamer.bench.pipeline import PipelineFailed, bench_config, run_pipeline
 from streamer.bench.procfs import cpu_model
@@ -101,6 +102,7 @@ def run_bench(args: argparse.Namespace, console: Console | None = None, stop: St
                 report["counts"]["frames_per_feature_cpu_s"] / baselines["model_ceiling"]["frames_per_cpu_s"]
                 if baselines["model_ceiling"]["frames_per_cpu_s"] else None),
         }
+    report["int8"] = read_guard(Path(config.features.bundle))  # the label guard of the bundle's int8 model
     report["checks"] = checks(report)
     report["verdict"] = verdict(report)
     report["machine"]["loadavg_end"] = list(os.getloadavg())
@@ -169,6 +171,8 @@ def main(args: argparse.Namespace) -> int:
     console.print(render(report, width=console.width))
     console.print(render_stages(report))
     console.print(render_summary(report))
+    if report["int8"] is not None:
+        console.print(guard_line(report["int8"]))
     if args.json_path:
         path = Path(args.json_path)
         path.parent.mkdir(parents=True, exist_ok=True)

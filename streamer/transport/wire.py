@@ -6,7 +6,8 @@ A message is multipart: `[topic?, header, buffer?]`.
   The trailing slash is part of the topic, so subscribing to `label/cam1/` never also
   delivers `label/cam10/` (ZeroMQ subscriptions match prefixes).
 - `header` is a msgpack map with the schema version `v` and the message `kind`.
-- `buffer` is the raw array (frames: uint8 HxWx3 RGB; features: float32 [dim]; previews: JPEG bytes) sent with
+- `buffer` is the raw array (frames: uint8 HxWx3 RGB; features: float32 [dim]; a feature batch:
+  float32 [N, dim], its N frames' fields in the header's `items`; previews: JPEG bytes) sent with
   `copy=False`; its shape and dtype are in the header and checked against its length.
 
 Never pickle: a peer can only make us allocate what a checked header allows.
@@ -56,7 +57,9 @@ STREAM_START = "stream_start"
 STREAM_END = "stream_end"
 PREVIEW = "preview"
 ACTIVITY = "activity"
-KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW, ACTIVITY)
+FEATURE_BATCH = "feature_batch"
+KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW, ACTIVITY, FEATURE_BATCH)
+MAX_BATCH_ITEMS = 4096  # features in one feature_batch message
 
 
 class StreamNameError(ActionableError, ValueError):
@@ -172,7 +175,14 @@ class Activity:
     end_t: float
 
 
-Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview | Activity
+@dataclass
+class FeatureBatch:
+    """The features of one feature-worker batch, in one message: one header map per frame, one [N, dim] buffer."""
+
+    features: list[Feature]
+
+
+Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview | Activity | FeatureBatch
 
 
 # ---------------------------------------------------------------------------------- packing
@@ -277,6 +287,13 @@ def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
         return {"v": SCHEMA_VERSION, "kind": ACTIVITY, "stream": message.stream, "event": message.event,
                 "label": message.label, "confidence": message.confidence, "start_seq": message.start_seq,
                 "start_t": message.start_t, "end_seq": message.end_seq, "end_t": message.end_t}, None
+    if isinstance(message, FeatureBatch):
+        matrix = np.ascontiguousarray(np.stack([f.vector for f in message.features]), dtype=np.float32)
+        items = [{key: value for key, value in _common(FEATURE, f).items() if key not in ("v", "kind", "t_sent")}
+                 for f in message.features]
+        header = {"v": SCHEMA_VERSION, "kind": FEATURE_BATCH, "t_sent": time.time(), "dim": int(matrix.shape[1]),
+                  "items": items}
+        return header, memoryview(matrix).cast("B")
     raise TypeError(f"cannot pack {type(message).__name__}")
 
 
@@ -311,6 +328,8 @@ def unpack(parts: list) -> Message:
         return _feature(header, _require_buffer(buffer, kind))
     if kind == PREVIEW:
         return _preview(header, _require_buffer(buffer, kind))
+    if kind == FEATURE_BATCH:
+        return _feature_batch(header, _require_buffer(buffer, kind))
     if buffer is not None:
         raise WireError("parts", f"{kind} messages carry no buffer")
     if kind == LABEL:
@@ -333,7 +352,7 @@ def unpack_published(parts: list) -> Message:
     if len(parts) < 2:
         raise WireError("parts", "a published message has a topic and a header")
     message = unpack(parts[1:])
-    if isinstance(message, (Frame, Feature)):
+    if isinstance(message, (Frame, Feature, FeatureBatch)):
         raise WireError("kind", f"{type(message).__name__} messages are never published")
     if _bytes(parts[0]) != topic_for(message):
         raise WireError("topic", "topic does not match the message inside")
@@ -405,6 +424,24 @@ def _preview(header: dict, buffer) -> Preview:
     if not jpeg.startswith(b"\xff\xd8"):
         raise WireError("value", "preview is not a JPEG")
     return Preview(stream=_stream(header), seq=_seq(header), t_capture=_number(header, "t_capture"), jpeg=jpeg)
+def _feature_batch(header: dict, buffer) -> FeatureBatch:
+    items, dim = header.get("items"), header.get("dim")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_BATCH_ITEMS or not all(isinstance(i, dict) for i in items):
+        raise WireError("field", f"items must be a list of 1..{MAX_BATCH_ITEMS} maps")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= MAX_FEATURE_DIM:
+        raise WireError("shape", f"feature dim must be 1..{MAX_FEATURE_DIM}, got {dim!r}")
+    if memoryview(buffer).nbytes != len(items) * dim * 4:
+        raise WireError("size", f"feature batch buffer has {memoryview(buffer).nbytes} bytes, "
+                                f"{len(items)} x {dim} features need {len(items) * dim * 4}")
+    matrix = np.frombuffer(buffer, dtype=np.float32).reshape(len(items), dim)
+    if not np.isfinite(matrix).all():
+        raise WireError("value", "feature batch holds NaN or infinity")
+    t_sent = _number(header, "t_sent")
+    return FeatureBatch(features=[
+        Feature(stream=_stream(item), seq=_seq(item), t_capture=_number(item, "t_capture"), vector=vector,
+                truth=_optional_str(item, "truth"), truth_since=_int(item, "truth_since"),
+                stages=_number_map(item, "stages"), t_sent=t_sent, session=_int(item, "session"))
+        for item, vector in zip(items, matrix)])
 
 
 def _label(header: dict) -> Label:

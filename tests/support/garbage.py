@@ -114,8 +114,12 @@ def _parts(header: dict, buffer: bytes | None) -> list[bytes]:
     return [packed] if buffer is None else [packed, buffer]
 
 
+# Feature batches nest one header per frame: tests/test_wire.py breaks them field by field.
+SINGLE_KINDS = tuple(kind for kind in wire.KINDS if kind != wire.FEATURE_BATCH)
+
+
 @st.composite
-def _well_formed(draw, kinds=wire.KINDS) -> tuple[dict, bytes | None]:
+def _well_formed(draw, kinds=SINGLE_KINDS) -> tuple[dict, bytes | None]:
     kind = draw(st.sampled_from(kinds))
     header = valid_header(kind, draw(_stream), side=draw(st.integers(1, 80)), dim=draw(st.integers(1, 2048)))
     if kind == wire.FRAME and draw(st.booleans()):
