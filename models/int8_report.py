@@ -7,11 +7,11 @@ from pathlib import Path
 
 from rich.table import Table
 
-from models import bundle
-
 
 def read_guard(bundle_path: Path) -> dict | None:
     """The stored guard of the int8 model made for this bundle, or None when there is none."""
+    from models import bundle  # torch: only when a guard is read, so `--help` stays fast
+
     path = Path(bundle_path)
     if not path.exists():
         return None
@@ -26,6 +26,8 @@ def read_guard(bundle_path: Path) -> dict | None:
 
 def model_file(bundle_path: Path) -> Path:
     """The int8 OpenVINO IR made for this bundle (it may not exist)."""
+    from models import bundle
+
     return bundle.int8_dir(Path(bundle_path)) / "model.xml"
 
 

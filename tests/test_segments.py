@@ -111,7 +111,7 @@ def test_the_lstm_worker_publishes_the_segments_the_offline_computation_finds(zm
         time.sleep(0.5)  # slow joiner
         for seq in range(frames):
             wire.send(push, wire.Feature(stream="s0", seq=seq, t_capture=100.0 + seq, vector=features[seq], session=1))
-        wire.send(push, wire.StreamEnd(stream="s0", reason="source ended", t=time.time()))
+        wire.send(push, wire.StreamEnd(stream="s0", reason="source ended", t=time.time(), session=1))
         while True:
             message = wire.unpack_published(recv_published(sub, 10))
             if isinstance(message, wire.StreamEnd):

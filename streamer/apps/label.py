@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import zmq
 from rich.console import Console
@@ -34,7 +33,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from configs.settings import ActionableError, Config, add_config_arguments, from_args
-from streamer.capture.sources import SourceError, check_source, effective_fps, open_source, sampled_frames
 from streamer.ops.supervisor import Child, PipelineWatch, describe_exit, last_log_line, prepare, shutdown
 from streamer.transport import wire
 from streamer.transport.sockets import make_socket
@@ -61,9 +59,11 @@ class Collected:
 
 
 def run_label(config: Config, videos: list[str], out_dir: Path, annotate: bool, console: Console) -> int:
-    from models.capture_preset import with_capture_preset
+    from streamer.capture.sources import SourceError, check_source  # OpenCV: after `--help` has answered
 
-    config = with_capture_preset(config)  # children get the resolved crop, so all agree on it
+    from models.capture_preset import fit_capture
+
+    config = fit_capture(config).config  # children get the resolved crop, so all agree on it
     results: list[VideoResult] = []
     model_fps = 0.0
     good: list[str] = []
@@ -236,6 +236,10 @@ def _output_name(video: str, taken: set[str]) -> str:
 
 def expected_frames(video: str, fps: float) -> int | None:
     """About how many frames the capture will sample (the container's frame count, which may be wrong)."""
+    import cv2
+
+    from streamer.capture.sources import effective_fps
+
     capture = cv2.VideoCapture(video)
     try:
         count, source_fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
@@ -248,6 +252,10 @@ def expected_frames(video: str, fps: float) -> int | None:
 
 def video_fps(video: str, fps: float) -> float:
     """Frames per second of video in the sampled frames: seq / this = seconds into the video."""
+    import cv2
+
+    from streamer.capture.sources import effective_fps
+
     capture = cv2.VideoCapture(video)
     try:
         source_fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
@@ -279,6 +287,10 @@ def write_outputs(collected: Collected, video: str, base: Path, config: Config, 
 
 def write_annotated(video: str, labels: list[wire.Label], path: Path, fps: float, rate: float) -> Path:
     """The sampled frames again (the capture's own sampling), each drawn with its label, as MP4."""
+    import cv2
+
+    from streamer.capture.sources import open_source, sampled_frames
+
     source = open_source(video)
     writer = None
     try:
@@ -301,6 +313,8 @@ def write_annotated(video: str, labels: list[wire.Label], path: Path, fps: float
 
 def draw_label(image: np.ndarray, label: wire.Label) -> np.ndarray:
     """The frame with its label and score, a bar per top-k class, and a warming mark."""
+    import cv2
+
     image = image.copy()
     height, width = image.shape[:2]
     scale = max(0.4, min(width, 2 * height) / 640)
