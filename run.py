@@ -52,6 +52,7 @@ OPTIONS = {
     "extract": "models.stage_options:extract",
     "train-lstm": "models.stage_options:train_lstm",
     "evaluate": "models.stage_options:evaluate",
+    "quantize": "models.stage_options:quantize",
 }
 
 

@@ -29,7 +29,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from configs.settings import ActionableError, Config, add_config_arguments, from_args
+from configs.settings import ActionableError, Config, from_args
+from models.stage_options import quantize as add_arguments  # noqa: F401 - the options, kept light for --help
 from models import bundle
 from models.files import write_json_atomically
 from models.int8_report import guard_line, guard_table
@@ -208,11 +209,6 @@ def make_int8_if_available(config: Config, bundle_path: Path, console: Console, 
                       "float32); `pip install openvino nncf`, then `python run.py quantize`")
         return None
     return make_int8(config, bundle_path, console, progress)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument("--bundle", default=None, help="the bundle to quantize (default: features.bundle)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -34,3 +34,8 @@ def evaluate(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--streams", type=int, default=DEFAULT_STREAMS,
                         help="test videos run as parallel live streams for the streamed-vs-offline check")
+
+
+def quantize(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--bundle", default=None, help="the bundle to quantize (default: features.bundle)")
