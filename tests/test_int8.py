@@ -16,7 +16,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from configs.settings import load_config
+from configs.settings import ConfigError, load_config
 from models import bundle
 from models.evaluate import evaluate
 from models.extract import extract
@@ -104,7 +104,7 @@ def test_precision_setting_chooses_the_int8_model(made):
     opted_out = choose_backend(FeatureExtractor(cnn.model), cnn.preset, settings=replace(settings, precision="reduced"))
     assert "int8" not in opted_out.name
     elsewhere = replace(settings, precision="int8", bundle=str(made["work"] / "cnn.pt"))
-    with pytest.raises(RuntimeError, match="run.py quantize"):
+    with pytest.raises(ConfigError, match="run.py quantize"):
         choose_backend(FeatureExtractor(cnn.model), cnn.preset, settings=elsewhere)
 
 
