@@ -14,14 +14,10 @@ import time
 
 import numpy as np
 import pytest
-import zmq
 
-from configs.settings import load_config
-from streamer.transport import wire
-from streamer.transport.sockets import StopFlag
-from tests.conftest import endpoint_overrides, loopback_endpoints, wait_until
+from tests.conftest import wait_until
+from tests.support.feature_worker import feature_worker_with
 from workers.cuda_backend import SlotPipeline
-from workers.feature_worker import FeatureWorker
 
 
 class _Launch:
@@ -152,39 +148,16 @@ def test_a_failed_batch_frees_its_slot_and_the_error_reaches_the_caller():
 
 
 def test_feature_worker_on_two_slots_sends_every_frame_its_feature_in_order(zmq_context):
-    endpoints = loopback_endpoints()
-    config = load_config(None, endpoint_overrides(endpoints) + [
-        "features.backend=torch", "features.bundle=absent.pt", "features.imagenet_fallback=false",
-        "capture.resize=72", "capture.crop=64", "features.max_batch=4"])
-    worker = FeatureWorker(config, "test")
     slots = FakeSlots(side=64, batch=4)
-    worker.backend = SlotPipeline(slots)
-    features_in = zmq_context.socket(zmq.PULL)
-    features_in.bind(endpoints["features"])
-    features_in.setsockopt(zmq.RCVTIMEO, 10_000)
-    stop = StopFlag()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    frames_out = zmq_context.socket(zmq.PUSH)
-    frames_out.connect(endpoints["frames"])
     count = 60
-    try:
-        for seq in range(count):
-            stream = f"cam{seq % 2}"
-            image = np.full((64, 64, 3), seq, dtype=np.uint8)
-            wire.send(frames_out, wire.Frame(stream=stream, seq=seq // 2, t_capture=time.time(), image=image))
-            time.sleep(0.005)
-        got = []
-        while len(got) < count:
-            message = wire.unpack(features_in.recv_multipart())
-            if isinstance(message, wire.FeatureBatch):  # one message per batch
-                got.extend(message.features)
-    finally:
-        stop.set()
-        thread.join(10)
-        frames_out.close(linger=0)
-        features_in.close(linger=0)
-        worker.backend.close()
+    with feature_worker_with(zmq_context, SlotPipeline(slots)) as (worker, feed):
+        try:
+            for seq in range(count):
+                feed.send(f"cam{seq % 2}", seq // 2, fill=seq)
+                time.sleep(0.005)
+            got = feed.features(count)
+        finally:
+            worker.backend.close()
     for stream in ("cam0", "cam1"):
         mine = [feature for feature in got if feature.stream == stream]
         assert [feature.seq for feature in mine] == list(range(count // 2))

@@ -10,13 +10,8 @@ import threading
 import time
 
 import numpy as np
-import zmq
 
-from configs.settings import load_config
-from streamer.transport import wire
-from streamer.transport.sockets import StopFlag
-from tests.conftest import endpoint_overrides, loopback_endpoints
-from workers.feature_worker import FeatureWorker
+from tests.support.feature_worker import feature_worker_with
 
 
 class _Handle:
@@ -67,36 +62,13 @@ class LaterBatchFinishesFirst:
 
 
 def test_features_leave_in_frame_order_when_a_later_batch_finishes_first(zmq_context):
-    endpoints = loopback_endpoints()
-    config = load_config(None, endpoint_overrides(endpoints) + [
-        "features.backend=torch", "features.bundle=absent.pt", "features.imagenet_fallback=false",
-        "capture.resize=72", "capture.crop=64", "features.max_batch=4"])
-    worker = FeatureWorker(config, "test")
-    backend = worker.backend = LaterBatchFinishesFirst()
-    features_in = zmq_context.socket(zmq.PULL)
-    features_in.bind(endpoints["features"])
-    features_in.setsockopt(zmq.RCVTIMEO, 10_000)
-    stop = StopFlag()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    frames_out = zmq_context.socket(zmq.PUSH)
-    frames_out.connect(endpoints["frames"])
+    backend = LaterBatchFinishesFirst()
     count = 40
-    try:
+    with feature_worker_with(zmq_context, backend) as (worker, feed):
         for seq in range(count):
-            image = np.full((64, 64, 3), seq, dtype=np.uint8)
-            wire.send(frames_out, wire.Frame(stream="cam0", seq=seq, t_capture=time.time(), image=image))
+            feed.send("cam0", seq, fill=seq)
             time.sleep(0.03)  # frames keep coming while the slow batches run
-        got = []
-        while len(got) < count:
-            message = wire.unpack(features_in.recv_multipart())
-            if isinstance(message, wire.FeatureBatch):  # one message per batch
-                got.extend(message.features)
-    finally:
-        stop.set()
-        thread.join(10)
-        frames_out.close(linger=0)
-        features_in.close(linger=0)
+        got = feed.features(count)
     assert [feature.seq for feature in got] == list(range(count))
     assert [int(feature.vector[0]) for feature in got] == list(range(count))  # each frame's own feature
     assert backend.overtaken >= 3, "the later batch never finished first: the test did not test anything"
