@@ -181,15 +181,8 @@ def _collect(listener: zmq.Socket, capture: Child, stream: str, video: str, work
 
 
 def _waiting(listener: zmq.Socket):
-    while True:
-        try:
-            parts = listener.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return
-        try:
-            yield wire.unpack_published(parts)
-        except wire.WireError:
-            continue  # nothing the LSTM worker publishes is malformed; a stray peer's message is ignored
+    # nothing the LSTM worker publishes is malformed; a stray peer's message (None) is ignored
+    return (message for message, _ in wire.received_messages(listener) if message is not None)
 
 
 def _problem(collected: Collected, capture: Child) -> str | None:

@@ -28,7 +28,6 @@ from rich.console import Console
 from rich.table import Table
 
 from configs.settings import ActionableError, Config
-from streamer.apps.subscriber import received_messages
 from streamer.bench.procfs import cpu_seconds
 from streamer.transport import wire
 from streamer.transport.sockets import StopFlag, free_port, make_socket
@@ -120,7 +119,7 @@ def measure(config: Config, sources: list[str], *, phase_s: float, rounds: int, 
             if not supervisor.is_alive():
                 raise ActionableError(f"the pipeline stopped; see the logs in {log_dir}")
             if subscriber.poll(50):
-                for message, received in received_messages(subscriber, limit=1000):
+                for message, received in wire.received_messages(subscriber, limit=1000):
                     if isinstance(message, wire.Label):
                         labels.append(received)
                         seen.add(message.stream)

@@ -277,25 +277,29 @@ def check_endpoints(config: Config) -> list[str]:
 
 
 class PipelineWatch:
-    """What `up` reads on the labels endpoint: which feature workers are ready, which streams ended."""
+    """`up`'s own subscription to its labels endpoint: which feature workers are ready and which streams
+    ended; with `everything`, it also takes every label, event and stats message (for `up`'s tally)."""
 
-    def __init__(self, context: zmq.Context, config: Config):
+    def __init__(self, context: zmq.Context, config: Config, everything: bool = False):
         self.socket = make_socket(context, zmq.SUB, config.endpoints.labels, bind=False, security=config.security,
-                                  server_curve=False, hwm=10000)
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"stats/features:")  # a worker's stats reach us only through the LSTM
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"event/")
+                                  server_curve=False, hwm=100000 if everything else 10000)
+        # a feature worker's stats reach us only through the LSTM worker
+        for topic in (b"label/", b"event/", b"stats/") if everything else (b"stats/features:", b"event/"):
+            self.socket.setsockopt(zmq.SUBSCRIBE, topic)
         self.workers_seen: set[str] = set()
         self.ended: set[str] = set()  # streams whose end the LSTM worker published (after their last label)
 
-    def read(self) -> None:
-        # a malformed message (None) is the LSTM worker's to count: nothing here depends on it
-        for message, _ in wire.received_messages(self.socket):
+    def read(self, limit: int | None = None) -> list[tuple[wire.Message | None, float]]:
+        """The messages waiting (None for a malformed one: the LSTM worker counts those), noted here."""
+        taken = list(wire.received_messages(self.socket, limit))
+        for message, _ in taken:
             if isinstance(message, wire.Stats):
                 self.workers_seen.add(message.process)
             elif isinstance(message, wire.StreamEnd):
                 self.ended.add(message.stream)
             elif isinstance(message, wire.StreamStart):
                 self.ended.discard(message.stream)
+        return taken
 
     def ready(self, feature_workers: list[Child]) -> bool:
         return all(child.name in self.workers_seen for child in feature_workers)
@@ -315,13 +319,7 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
     # Supervisor stats travel the features path, so they reach dashboards on `stats/supervisor/`.
     stats_out = make_socket(context, zmq.PUSH, config.endpoints.features, bind=False, security=config.security,
                             hwm=10)
-    labels_in = None
-    if tally is not None:
-        labels_in = make_socket(context, zmq.SUB, config.endpoints.labels, bind=False, security=config.security,
-                                server_curve=False, hwm=100000)
-        for topic in (b"label/", b"event/", b"stats/"):
-            labels_in.setsockopt(zmq.SUBSCRIBE, topic)
-    watch = PipelineWatch(context, config)
+    watch = PipelineWatch(context, config, everything=tally is not None)
     last_stats = 0.0
     code = 0
     started = time.monotonic()
@@ -336,16 +334,14 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
             _start(child)
         log.info("waiting for the workers to load their models before starting the captures")
         while not stop and time.monotonic() < deadline:
-            if labels_in is not None and labels_in.poll(100):
-                labelled = tally.first_label_at is not None
-                for message, received in wire.received_messages(labels_in, limit=1000):
-                    tally.take(message, received)
-                if not labelled and tally.first_label_at is not None:
+            if watch.socket.poll(100):
+                labelled = tally is not None and tally.first_label_at is not None
+                for message, received in watch.read(limit=1000):
+                    if tally is not None:
+                        tally.take(message, received)
+                if tally is not None and not labelled and tally.first_label_at is not None:
                     log.info("ready: labels on %s (watch them: %s)", config.endpoints.labels,
                              subscribe_command(config))
-            else:
-                stop.wait(0.1)
-            watch.read()
             for child in children:
                 if child.process is not None:
                     forward_warnings(child)
@@ -380,14 +376,13 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
                 last_stats = time.monotonic()
                 _send_stats(stats_out, children, ready)
     finally:
-        watch.close()
         stats_out.close()
         shutdown(children)
-        if labels_in is not None:  # what the captures and workers said while stopping
-            while labels_in.poll(200):
-                for message, received in wire.received_messages(labels_in, limit=1000):
+        if tally is not None:  # what the captures and workers said while stopping
+            while watch.socket.poll(200):
+                for message, received in watch.read(limit=1000):
                     tally.take(message, received)
-            labels_in.close()
+        watch.close()
         context.term()
         for child in children:
             if child.process is not None:

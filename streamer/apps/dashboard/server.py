@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from configs.settings import ActionableError, Config, Dashboard
 from streamer.apps.dashboard.metrics import DashboardMetrics
 from streamer.apps.dashboard.state import DashboardState
-from streamer.apps.subscriber import received_messages
+from streamer.transport import wire
 from streamer.transport.sockets import bind_problem, is_loopback, make_socket
 
 log = logging.getLogger("dashboard")
@@ -49,7 +49,7 @@ def subscribe(config: Config, state: DashboardState, metrics: DashboardMetrics, 
     try:
         while not stop.is_set():
             if socket.poll(100):
-                for message, received in received_messages(socket, limit=1000):
+                for message, received in wire.received_messages(socket, limit=1000):
                     state.take(message, received)
                     metrics.observe(message, received)
     finally:
