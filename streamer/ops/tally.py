@@ -5,6 +5,7 @@ console."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,12 +16,16 @@ from streamer.transport import wire
 
 # Capture counters that are frames lost, with the words the summary uses for them.
 CAPTURE_DROPS = {"dropped_stale": "stale", "send_failures": "send failed"}
+# Latencies kept per stream for the summary's percentiles: the newest ones, so an `up` that runs for
+# days does not grow (100,000 labels is about an hour of a 30 fps camera).
+LATENCY_SAMPLES = 100_000
 
 
 @dataclass
 class StreamTally:
     labels: int = 0
-    latencies_ms: list[float] = field(default_factory=list)  # capture -> label received by `up`
+    # capture -> label received by `up`, the newest LATENCY_SAMPLES
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     capture: dict[str, float] = field(default_factory=dict)  # the capture's latest counters
     ended: str | None = None  # the reason of its last stream_end, None while live
 
