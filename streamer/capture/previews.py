@@ -20,6 +20,14 @@ from streamer.transport import wire
 from streamer.transport.sockets import make_socket
 
 
+def thumbnail(image_rgb: np.ndarray, size: int, quality: int) -> bytes | None:
+    """A JPEG of the frame scaled down to `size` pixels on its longer side (never up); None if encoding fails."""
+    scale = size / max(image_rgb.shape[:2])
+    small = cv2.resize(image_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image_rgb
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return jpeg.tobytes() if ok else None
+
+
 class PreviewSender:
     def __init__(self, context: zmq.Context, config: Config, stream: str):
         capture = config.capture
@@ -36,16 +44,13 @@ class PreviewSender:
         if now < self.next_due:
             return
         self.next_due = now + self.interval_s
-        scale = self.size / max(image_rgb.shape[:2])
-        small = cv2.resize(image_rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image_rgb
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
-                                [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
+        jpeg = thumbnail(image_rgb, self.size, self.quality)
+        if jpeg is None:
             self.dropped += 1
             return
         try:
             wire.send(self.socket, wire.Preview(stream=self.stream, seq=seq, t_capture=t_capture,
-                                                jpeg=jpeg.tobytes()), flags=zmq.NOBLOCK)
+                                                jpeg=jpeg), flags=zmq.NOBLOCK)
             self.sent += 1
         except zmq.Again:
             self.dropped += 1  # the LSTM worker is busy or away: this thumbnail is skipped
