@@ -1,8 +1,9 @@
 """deploy/kuberay/raycluster.yaml, checked offline.
 
 What is checked against what (docs/cluster.md, "What the manifest test checks"):
-- the Service, and every pod template inside the RayCluster, against Kubernetes' own OpenAPI schemas
-  in their strict form (unknown fields refused), as the `kubernetes-validate` package ships them;
+- the Service, and the RayCluster's metadata and every pod template in it, against Kubernetes' own
+  OpenAPI schemas in their strict form (unknown fields refused), as the `kubernetes-validate` package
+  ships them;
 - the RayCluster's own fields (head group, worker groups, rayStartParams) against the short list below,
   written from KubeRay's v1 API types. It is not KubeRay's CRD: no package on PyPI, npm or Debian ships
   that file, so a field KubeRay added or renamed after that list is not caught here;
@@ -30,7 +31,8 @@ K8S_VERSION = kubernetes_validate.latest_version()
 # RayCluster fields as KubeRay's v1 API declares them (ray-operator/apis/ray/v1/raycluster_types.go):
 # field -> the Python type its YAML value must have. Only pod templates are left to Kubernetes' schema.
 SPEC_FIELDS = {"headGroupSpec": dict, "workerGroupSpecs": list, "rayVersion": str, "enableInTreeAutoscaling": bool,
-               "autoscalerOptions": dict, "headServiceAnnotations": dict, "suspend": bool}
+               "autoscalerOptions": dict, "headServiceAnnotations": dict, "suspend": bool, "managedBy": str,
+               "gcsFaultToleranceOptions": dict}
 HEAD_FIELDS = {"serviceType": str, "headService": dict, "enableIngress": bool, "rayStartParams": dict,
                "template": dict}
 WORKER_FIELDS = {"groupName": str, "replicas": int, "minReplicas": int, "maxReplicas": int, "numOfHosts": int,
@@ -97,6 +99,8 @@ def raycluster_problems(cluster: dict) -> list[str]:
         problems.append(f"apiVersion: ray.io/v1 expected, got {cluster.get('apiVersion')!r}")
     if not DNS_LABEL.match(str(cluster.get("metadata", {}).get("name", ""))):
         problems.append("metadata.name: a DNS label expected (KubeRay names Services and pods after it)")
+    problems += [f"metadata.{'.'.join(map(str, error.absolute_path))}: {error.message}"
+                 for error in kubernetes_schema("objectmeta-meta-v1").iter_errors(cluster.get("metadata", {}))]
     spec = cluster.get("spec")
     problems += _fields("spec", spec, SPEC_FIELDS, ("headGroupSpec",))
     if problems:
@@ -193,6 +197,7 @@ WORKER_CONTAINER = WORKER + ("template", "spec", "containers", 0)
     (WORKER_CONTAINER + ("name",), KeyError, "'name' is a required property"),
     (("spec", "headGroupSpec", "serviceType"), "Internal", "serviceType: one of"),
     (("apiVersion",), "ray.io/v1alpha2", "apiVersion: ray.io/v1 expected"),
+    (("metadata", "labels", "app.kubernetes.io/name"), 7, "metadata.labels.app.kubernetes.io/name"),
 ])
 def test_a_broken_raycluster_is_refused_naming_the_field(manifest, path, value, named):
     problems = raycluster_problems(_broken(manifest, "RayCluster", path, value))
