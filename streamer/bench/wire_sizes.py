@@ -144,8 +144,11 @@ class CountingRelay:
         self.thread.start()
 
     def _serve(self) -> None:
-        client, _ = self.listener.accept()
-        server = socket.create_connection(("127.0.0.1", self.server_port))
+        try:
+            client, _ = self.listener.accept()
+            server = socket.create_connection(("127.0.0.1", self.server_port))
+        except OSError:
+            return  # closed before anyone connected
         self.connections += [client, server]
         threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
         self._pump(server, client, True)
