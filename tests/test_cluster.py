@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -33,8 +34,9 @@ from tests.support.pipeline import FAST, Listener, free_endpoints, free_port, ru
 
 STREAMS = 30
 WINDOW = 8  # lstm.random_window in FAST
-RESUME_LIMIT_S = 90.0  # the test fails after this; the measured times are printed
+RESUME_LIMIT_S = 30.0  # the test fails after this (measured: 4-5 s to the first label); the times are printed
 NAMESPACE = "cluster-test"
+PROBABILITY_TOLERANCE = 2e-3
 
 
 def descendants(root: int) -> list[int]:
@@ -121,9 +123,8 @@ def test_thirty_streams_on_three_cells_survive_a_join_and_a_kill(tmp_path):
     sets = [f"endpoints.labels={endpoints['labels']}", f"cluster.labels_in={labels_in}",
             f"cluster.namespace={NAMESPACE}", f"supervisor.log_dir={tmp_path / 'logs'}", "capture.preview_fps=0",
             "capture.fps=4", "cluster.poll_interval_s=0.25",
-            # float32, one frame per CNN call: a frame's features do not depend on when or beside which other
-            # frames it ran (bfloat16 answers differed by up to 1e-3 between cells)
-            "features.max_batch=1", "features.precision=fp32"] + [s for s in FAST if not s.startswith("capture.fps")]
+            # float32, one frame per CNN call: the features depend as little as possible on the worker that ran them
+            "features.max_batch=1", "features.precision=fp32", "lstm.top_k=8"] + [s for s in FAST if not s.startswith("capture.fps")]
     args = ["up", "--cluster", "local:3", "--seconds", "600"]
     for _ in range(STREAMS):
         args += ["--source", "synthetic"]
@@ -217,5 +218,15 @@ def test_thirty_streams_on_three_cells_survive_a_join_and_a_kill(tmp_path):
             assert len(common) >= WINDOW + 2, f"{stream}: too few frames seen both before and after the move"
             for label in common:
                 old = before[label.seq]
-                assert label.label == old.label and label.warming == old.warming
-                assert max(abs(p - dict(old.top_k)[name]) for name, p in label.top_k) <= 1e-4
+                assert label.warming == old.warming and label.frames_in_window == old.frames_in_window
+                # every class's probability (the random model's are all near 1/8, so the top one is no test);
+                # float32 features of the same frame differed by up to 1e-3 between two feature workers here
+                assert max(abs(p - dict(old.top_k)[name]) for name, p in label.top_k) <= PROBABILITY_TOLERANCE
+
+
+def test_up_on_one_host_never_imports_ray():
+    probe = ("import sys, run; from streamer.ops import supervisor; "
+             "supervisor.add_arguments(__import__('argparse').ArgumentParser()); print('ray' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stdout + result.stderr
