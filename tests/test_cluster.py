@@ -5,6 +5,7 @@ as `ray start --address` would), real cells running today's processes, one label
 The test listens on the one label endpoint and also connects to Ray itself, to read the
 coordinator's assignment and to find the victim node's processes. It checks:
 
+- a killed coordinator is restarted by Ray and keeps the epoch and the assignment;
 - a joining node takes at most 1.5x its fair share of the streams, and only it takes any;
 - after the kill, every stream's labels resume (the recovery times are printed: README's
   reliability table), and only the dead node's streams moved;
@@ -96,6 +97,14 @@ def join_node(address: str, name: str):
     return Node(params, head=False, shutdown_at_exit=False, spawn_reaper=False)
 
 
+def status_of(coordinator) -> dict | None:
+    """The coordinator's status, or None while Ray is restarting it."""
+    try:
+        return ray.get(coordinator.status.remote(), timeout=5)
+    except ray.exceptions.RayError:
+        return None
+
+
 class Labels:
     """Every label on the one endpoint, by stream, with its arrival time."""
 
@@ -144,6 +153,14 @@ def test_thirty_streams_on_three_cells_survive_a_join_and_a_kill(tmp_path):
         coordinator = ray.get_actor(COORDINATOR, namespace=NAMESPACE)
         first = ray.get(coordinator.status.remote())
         assert first["members"] == ["cell-0", "cell-1", "cell-2"] and sorted(first["owners"]) == sorted(streams)
+
+        # the coordinator is killed: Ray restarts it, and it goes on from the epoch and assignment it kept
+        ray.kill(coordinator, no_restart=False)
+        time.sleep(1.0)
+        labels.wait(lambda: status_of(coordinator) is not None, "the coordinator back", up, up_log, timeout_s=60)
+        again = status_of(coordinator)
+        assert again["moves"] == []  # a new instance: what it logged in memory is gone
+        assert (again["epoch"], again["owners"]) == (first["epoch"], first["owners"])
 
         # 2. a fourth node joins: it takes at most 1.5x its fair share, nothing else moves
         joined = join_node(address, "cell-3")
