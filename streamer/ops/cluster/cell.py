@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -102,13 +103,16 @@ class Cell:
         self.children = prepare(config, [])
         self.config_path = pipeline_log_dir(config) / "up-config.toml"
         self.config = config
-        forwarder = threading.Thread(target=forward_labels, args=(config, self.stop), daemon=True)
+        done = threading.Event()  # this pipeline ended (stopped, or it could not start): its forwarder too
+        forwarder = threading.Thread(target=forward_labels, args=(config, lambda: bool(self.stop) or done.is_set()),
+                                     daemon=True)
         forwarder.start()
         log.info("cell %s: pipeline on %s, labels forwarded to %s", self.cell, config.endpoints.labels,
                  config.cluster.labels_in)
         try:
             supervise(self.children, config, self.stop, 0.0, adjust=self._adjust)
         finally:
+            done.set()
             forwarder.join(5)
 
     def _adjust(self, children: list[Child], ready: bool, control: zmq.Socket) -> None:
@@ -160,7 +164,7 @@ class Cell:
                 pass
 
 
-def forward_labels(config: Config, stop: StopFlag) -> None:
+def forward_labels(config: Config, stopped: Callable[[], bool]) -> None:
     """Everything the cell's LSTM worker publishes, into the cluster's label proxy (topics unchanged)."""
     context = zmq.Context()
     inbound = make_socket(context, zmq.SUB, config.endpoints.labels, bind=False, security=config.security,
@@ -169,7 +173,7 @@ def forward_labels(config: Config, stop: StopFlag) -> None:
     outbound = make_socket(context, zmq.PUB, config.cluster.labels_in, bind=False, security=config.security,
                            server_curve=False, hwm=10000)
     try:
-        while not stop:
+        while not stopped():
             if not inbound.poll(200):
                 continue
             for _ in range(1000):
