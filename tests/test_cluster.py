@@ -29,7 +29,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # this test's Ray stays o
 import pytest  # noqa: E402
 import ray  # noqa: E402 - the cluster extra; missing, this test fails (CI installs it)
 
-from streamer.ops.cluster.coordinator import COORDINATOR  # noqa: E402
+from streamer.ops.cluster.coordinator import COORDINATOR, cell_names  # noqa: E402
 from streamer.transport import wire  # noqa: E402
 from tests.support.pipeline import FAST, Listener, free_endpoints, free_port, run_py, stop_process  # noqa: E402
 
@@ -247,3 +247,19 @@ def test_up_on_one_host_never_imports_ray():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("address", ["local:0", "local:x", "local:17"])
+def test_a_bad_local_cluster_size_is_a_user_error(address, capsys):
+    import run
+
+    assert run.main(["up", "--cluster", address, "--set", "features.bundle=absent.pt"]) == 2
+    assert "local:N takes 1 to 16 nodes" in capsys.readouterr().err
+
+
+def test_cells_are_named_after_their_nodes_or_their_ids_when_names_repeat():
+    nodes = [{"NodeName": "10.0.0.1", "NodeID": "a" * 56, "Alive": True},
+             {"NodeName": "10.0.0.2", "NodeID": "b" * 56, "Alive": True},
+             {"NodeName": "10.0.0.2", "NodeID": "c" * 56, "Alive": True},
+             {"NodeName": "10.0.0.3", "NodeID": "d" * 56, "Alive": False}]
+    assert cell_names(nodes) == {"10.0.0.1": "a" * 56, "b" * 12: "b" * 56, "c" * 12: "c" * 56}
