@@ -10,6 +10,9 @@ A message is multipart: `[topic?, header, buffer?]`.
   float32 [N, dim], its N frames' fields in the header's `items`; previews: JPEG bytes) sent with
   `copy=False`; its shape and dtype are in the header and checked against its length.
 
+An `assignment` (a cluster cell to its LSTM worker: its streams and the epoch from which they are
+its own) travels only the features socket, like stats; labels carry that `epoch`.
+
 Never pickle: a peer can only make us allocate what a checked header allows.
 Everything that sends or receives imports this module; nothing else knows the layout.
 """
