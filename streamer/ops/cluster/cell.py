@@ -52,7 +52,7 @@ class Cell:
         self.cell = cell
         self.cluster_config = build_config(values)
         self.coordinator_name = coordinator_name
-        self.stop = StopFlag(hard_exit_s=0)  # not the main thread: set by shutdown(), no signal handlers
+        self.stop = StopFlag(hard_exit_s=0, signals=False)  # set by shutdown(); the actor's signals stay Ray's
         self.thread: threading.Thread | None = None
         self.starting = threading.Lock()  # ensure_running calls may overlap (the actor serves calls in threads)
         self.children: list[Child] = []
