@@ -285,6 +285,20 @@ class Activity:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    # `up --cluster`: the label proxy's XSUB, where every cell's labels go in (they come out on endpoints.labels)
+    labels_in: str = "tcp://127.0.0.1:5559"
+    # how often the coordinator reads Ray's live nodes and each cell asks for its streams, seconds
+    poll_interval_s: float = 0.5
+    # Ray namespace of the coordinator, the cells and the proxy (two pipelines on one Ray cluster need two)
+    namespace: str = "streamer"
+    # `--cluster local:N`: Ray's health check period of each node, seconds (a lost node is noticed after about 2)
+    health_check_period_s: float = 1.0
+    # `--cluster local:N`: CPUs each test node offers Ray (a cell's own processes are not counted against them)
+    local_node_cpus: int = 1
+
+
+@dataclass(frozen=True)
 class Config:
     endpoints: Endpoints = field(default_factory=Endpoints)
     capture: Capture = field(default_factory=Capture)
@@ -298,6 +312,7 @@ class Config:
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
     dashboard: Dashboard = field(default_factory=Dashboard)
     activity: Activity = field(default_factory=Activity)
+    cluster: Cluster = field(default_factory=Cluster)
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

@@ -22,7 +22,7 @@ def _frame(stream="cam0", seq=3, shape=(8, 6, 3)) -> wire.Frame:
 def _label(stream="cam1") -> wire.Label:
     return wire.Label(stream=stream, seq=7, t_capture=1.0, t_publish=2.0, label="GrowShape", score=0.9,
                       top_k=[("GrowShape", 0.9), ("FadeIn", 0.05)], warming=False, frames_in_window=32,
-                      model_id="m1", stages={"cnn": 3.0}, truth="GrowShape", truth_since=0)
+                      model_id="m1", stages={"cnn": 3.0}, truth="GrowShape", truth_since=0, epoch=4)
 
 
 def _roundtrip(message):
@@ -49,6 +49,31 @@ def test_header_only_messages_round_trip_and_publish_on_their_topic(message):
     assert _roundtrip(message) == message
     parts = [bytes(memoryview(p)) for p in wire.pack_published(message)]
     assert wire.unpack_published(parts) == message
+
+
+def test_a_label_carries_its_epoch_and_one_from_before_epochs_reads_as_epoch_0():
+    assert _roundtrip(_label()).epoch == 4
+    header = msgpack.unpackb(wire.pack(_label())[0])
+    del header["epoch"]
+    assert wire.unpack([msgpack.packb(header)]).epoch == 0
+    header["epoch"] = -1
+    with pytest.raises(wire.WireError, match="epoch must be >= 0"):
+        wire.unpack([msgpack.packb(header)])
+
+
+def test_an_assignment_round_trips_and_is_never_published():
+    assignment = wire.Assignment(cell="cell-1", epoch=7, streams=["cam0", "cam12"])
+    assert _roundtrip(assignment) == assignment
+    with pytest.raises(TypeError, match="not published"):
+        wire.pack_published(assignment)
+    parts = [wire.label_topic("cam0")] + [bytes(memoryview(p)) for p in wire.pack(assignment)]
+    with pytest.raises(wire.WireError, match="never published"):
+        wire.unpack_published(parts)
+    header = msgpack.unpackb(wire.pack(assignment)[0])
+    header["streams"] = ["cam0", "bad/name"]
+    with pytest.raises(wire.WireError) as error:
+        wire.unpack([msgpack.packb(header)])
+    assert error.value.reason == "stream"
 
 
 def _header(**changes) -> bytes:

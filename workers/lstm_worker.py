@@ -11,6 +11,12 @@ A peer that can reach the features port cannot take the worker down: per-stream 
 seen only when one of its features was accepted, an end names its session, and every message
 thrown away is counted by reason. Quiet streams are found in O(1) each: `last_seen` is kept in
 order of last acceptance.
+
+On a cluster (streamer/ops/cluster/) its cell tells it, in an `Assignment` on the features
+socket, which streams it labels from which epoch on. From then on it stamps every label with that
+epoch and drops (counted as `unassigned`) the features of any other stream; a stream taken away
+is forgotten at once, so a stream that comes back starts a fresh window. One host never sends an
+assignment: every stream is labelled, at epoch 0.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class LstmWorker:
         self.drop = DropCounter(log)
         self.step_ms_total = 0.0
         self.segmenters: dict[str, Segmenter] = {}  # stream -> its activity segments (models/segments.py)
+        self.epoch = 0  # the cluster's assignment epoch stamped on labels (0: one host)
+        self.assigned: set[str] | None = None  # the streams this worker labels (None: every stream, one host)
 
     def run(self, stop: StopFlag) -> int:
         config = self.config
@@ -110,7 +118,7 @@ class LstmWorker:
                 "held_for_order": sum(len(o.pending) for o in self.orders.values()),
                 "ready_queue": sum(len(q) for q in self.ready.values()),
                 "gaps": sum(o.gaps for o in self.orders.values()),
-                "step_ms": self.step_ms_total / steps if steps else 0.0}
+                "step_ms": self.step_ms_total / steps if steps else 0.0, "epoch": self.epoch}
 
     def _poll_timeout_ms(self) -> int:
         deadlines = [d for d in (o.next_deadline() for o in self.orders.values()) if d is not None]
@@ -140,6 +148,10 @@ class LstmWorker:
                     self.drop("process", "stats from upstream calling themselves lstm")
                     continue
                 wire.publish(labels_out, message)
+            elif isinstance(message, wire.Assignment):
+                self._assign(message)
+            elif self.assigned is not None and message.stream not in self.assigned:
+                self.drop("unassigned", f"stream {message.stream}: not this cell's at epoch {self.epoch}")
             elif isinstance(message, wire.StreamStart):
                 self.ended.pop(message.stream, None)
                 wire.publish(labels_out, message)
@@ -147,6 +159,20 @@ class LstmWorker:
                 self._end_stream(message, labels_out)
             else:
                 self.drop("kind", f"a {type(message).__name__} message arrived on the features socket")
+
+    def _assign(self, assignment: wire.Assignment) -> None:
+        """This cell's streams from the assignment's epoch on; older epochs are ignored."""
+        if assignment.epoch < self.epoch:
+            self.drop("old_epoch", f"assignment of epoch {assignment.epoch}, already at {self.epoch}")
+            return
+        if assignment.epoch > self.epoch or self.assigned is None:
+            log.info("epoch %d: %d stream(s) assigned to cell %s", assignment.epoch, len(assignment.streams),
+                     assignment.cell)
+        self.epoch, self.assigned = assignment.epoch, set(assignment.streams)
+        for stream in [s for s in self.orders if s not in self.assigned]:
+            self.counters["moved_away"] += 1  # another cell labels it now: no end is announced for it here
+            self.segmenters.pop(stream, None)
+            self._forget(stream)
 
     def _relay_previews(self, previews_in: zmq.Socket, labels_out: zmq.Socket) -> None:
         for _ in range(MAX_DRAIN):
@@ -162,6 +188,9 @@ class LstmWorker:
             if not isinstance(message, wire.Preview):
                 self.drop("kind", f"a {type(message).__name__} message arrived on the previews socket")
                 continue
+            if self.assigned is not None and message.stream not in self.assigned:
+                self.drop("unassigned", f"preview of stream {message.stream}: not this cell's")
+                continue
             wire.publish(labels_out, message)
             self.counters["previews"] += 1
 
@@ -169,6 +198,9 @@ class LstmWorker:
         if feature.vector.shape[0] != self.feature_dim:
             self.drop("feature_size", f"stream {feature.stream}: {feature.vector.shape[0]}-d feature, the LSTM "
                                        f"takes {self.feature_dim}-d; is the feature worker using the same bundle?")
+            return
+        if self.assigned is not None and feature.stream not in self.assigned:
+            self.drop("unassigned", f"stream {feature.stream}: not this cell's at epoch {self.epoch}")
             return
         if self.ended.get(feature.stream) == feature.session:
             self.drop("after_end", f"stream {feature.stream}: feature after its stream-end message")
@@ -233,7 +265,7 @@ class LstmWorker:
                            top_k=[(self.classes[i], float(probabilities[i])) for i in order],
                            warming=output.warming, frames_in_window=output.frames_in_window,
                            model_id=self.model_id, stages=stages, truth=feature.truth,
-                           truth_since=feature.truth_since)
+                           truth_since=feature.truth_since, epoch=self.epoch)
         wire.publish(labels_out, label)
         self.counters["labels"] += 1
         segmenter = self.segmenters.get(feature.stream)

@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -147,8 +148,6 @@ def frame_endpoints(config: Config) -> list[str]:
 
 def plan(config: Config, sources: list[str], config_path: Path) -> list[Child]:
     """The processes to run, in start order: LSTM, feature workers, captures."""
-    from streamer.capture.sources import SOURCE_VARIABLE  # OpenCV: after `--help` has answered
-
     log_dir = pipeline_log_dir(config)
     base = [sys.executable, str(RUN_PY)]
     common = ["--config", str(config_path)]
@@ -157,20 +156,36 @@ def plan(config: Config, sources: list[str], config_path: Path) -> list[Child]:
     for index, endpoint in enumerate(endpoints):
         children.append(Child(f"features:{index}", base + ["features", "--name", str(index)] + common
                               + ["--set", f"endpoints.frames={endpoint}"], log_dir / f"features-{index}.log"))
-    for index, source in enumerate(sources):
-        stream, spec = parse_source(source, index)
-        if spec == "synthetic":  # several synthetic cameras should not show the same scenes
-            spec = f"synthetic:{config.capture.synthetic_seed + index}"
-        # The source goes by environment, not argv: every user can read argv (`ps`), and a URL may hold a
-        # password. `--stream=NAME` in one word, so a name starting with '-' is not read as an option.
-        children.append(Child(f"capture:{stream}", base + ["capture", f"--stream={stream}"] + common
-                              + ["--set", f"endpoints.frames={','.join(endpoints)}"],
-                              log_dir / f"capture-{stream}.log", is_capture=True, env={SOURCE_VARIABLE: spec}))
+    for stream, spec in named_sources(config, sources):
+        children.append(capture_child(config, stream, spec, config_path))
     names = [c.name for c in children]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         raise ConfigError(f"two sources share the stream name(s) {sorted(duplicates)}; name them with NAME=SOURCE")
     return children
+
+
+def named_sources(config: Config, sources: list[str]) -> list[tuple[str, str]]:
+    """(stream, spec) for each source, in order; the Nth synthetic camera gets seed synthetic_seed + N."""
+    named = []
+    for index, source in enumerate(sources):
+        stream, spec = parse_source(source, index)
+        if spec == "synthetic":  # several synthetic cameras should not show the same scenes
+            spec = f"synthetic:{config.capture.synthetic_seed + index}"
+        named.append((stream, spec))
+    return named
+
+
+def capture_child(config: Config, stream: str, spec: str, config_path: Path) -> Child:
+    """The capture of one stream, sending to this pipeline's feature workers."""
+    from streamer.capture.sources import SOURCE_VARIABLE  # OpenCV: after `--help` has answered
+
+    # The source goes by environment, not argv: every user can read argv (`ps`), and a URL may hold a
+    # password. `--stream=NAME` in one word, so a name starting with '-' is not read as an option.
+    return Child(f"capture:{stream}", [sys.executable, str(RUN_PY), "capture", f"--stream={stream}",
+                                       "--config", str(config_path),
+                                       "--set", f"endpoints.frames={','.join(frame_endpoints(config))}"],
+                 pipeline_log_dir(config) / f"capture-{stream}.log", is_capture=True, env={SOURCE_VARIABLE: spec})
 
 
 def parse_source(source: str, index: int) -> tuple[str, str]:
@@ -184,8 +199,9 @@ def parse_source(source: str, index: int) -> tuple[str, str]:
     return wire.check_stream_name(name), spec
 
 
-def preflight(config: Config, sources: list[str]) -> None:
-    """Everything that would make every child fail, checked once here; raises ConfigError listing it all."""
+def preflight(config: Config, sources: list[str], ports: bool = True) -> None:
+    """Everything that would make every child fail, checked once here; raises ConfigError listing it all.
+    `ports=False` leaves out the ports (on a cluster each cell checks its own, on its node)."""
     from streamer.capture.sources import SourceError, check_source  # OpenCV: after `--help` has answered
 
     problems = []
@@ -209,7 +225,8 @@ def preflight(config: Config, sources: list[str]) -> None:
             check_keys(config.security)
         except ConfigError as error:
             problems.append(str(error))
-    problems += check_endpoints(config)
+    if ports:
+        problems += check_endpoints(config)
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
@@ -312,8 +329,10 @@ END_GRACE_S = 30.0  # after the last capture exits, the longest wait for the str
 
 
 def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: float,
-              tally: Tally | None = None) -> int:
-    """Run the children until stopped; with a `tally`, also receive the pipeline's own labels into it."""
+              tally: Tally | None = None, adjust: Callable[[list[Child], bool, zmq.Socket], None] | None = None) -> int:
+    """Run the children until stopped; with a `tally`, also receive the pipeline's own labels into it.
+    `adjust(children, ready, control)`, called every round, may add or stop captures (a cluster's cell;
+    `control` reaches the LSTM worker on the features path)."""
     deadline = time.monotonic() + seconds if seconds else float("inf")
     context = zmq.Context()
     # Supervisor stats travel the features path, so they reach dashboards on `stats/supervisor/`.
@@ -331,7 +350,7 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
         for child in workers:
             if stop:  # Ctrl-C while starting: start nothing more
                 break
-            _start(child)
+            start_child(child)
         log.info("waiting for the workers to load their models before starting the captures")
         while not stop and time.monotonic() < deadline:
             if watch.socket.poll(100):
@@ -355,8 +374,11 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
                          len(captures))
                 for child in captures:
                     if not stop:
-                        _start(child)
+                        start_child(child)
                 last_stats = 0.0  # tell dashboards at once
+            if adjust is not None:
+                adjust(children, ready, stats_out)
+                captures = [c for c in children if c.is_capture]
             if ready and captures and all(c.finished for c in captures):
                 if all(c.exit_code() == ExitCode.USER_ERROR for c in captures):
                     log.error("every source failed for good (see the capture logs in %s); stopping",
@@ -390,7 +412,7 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
     return code
 
 
-def _start(child: Child) -> None:
+def start_child(child: Child) -> None:
     child.start()
     log.info("started %s (pid %d), log %s", child.name, child.process.pid, child.log_path)
 
@@ -535,10 +557,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a source, optionally named NAME=SOURCE (repeatable; default: synthetic); @FILE reads "
                              "them from FILE, one a line, keeping passwords out of the process list")
     parser.add_argument("--seconds", type=float, default=0.0, help="stop after S seconds (0: until Ctrl-C)")
+    parser.add_argument("--cluster", metavar="ADDRESS", default=None,
+                        help="run one cell per Ray node: auto, ray://HOST:PORT, or local:N (an N-node test cluster "
+                             "on this machine); needs the cluster extra, pip install -e '.[cluster]'")
 
 
 def main(args: argparse.Namespace) -> int:
     setup_logging("up")
+    if args.cluster:
+        from streamer.ops.cluster.up import run_cluster  # Ray only here: one host never imports it
+
+        return run_cluster(from_args(args), read_sources(args.source), args.cluster, args.seconds)
     return run_up(from_args(args), read_sources(args.source), args.seconds)  # run.py reports a ConfigError
 
 

@@ -135,14 +135,14 @@ class StopFlag:
     the first the kernel ends the process (SIGALRM, default action) whatever it is stuck in.
     """
 
-    def __init__(self, hard_exit_s: float = HARD_EXIT_S) -> None:
+    def __init__(self, hard_exit_s: float = HARD_EXIT_S, signals: bool = True) -> None:
         self._stopped = False
         self._signalled = False
         self._hard_exit_s = hard_exit_s
         self._reader, self._writer = os.pipe()
         for fd in (self._reader, self._writer):
             os.set_blocking(fd, False)
-        if threading.current_thread() is threading.main_thread():
+        if signals and threading.current_thread() is threading.main_thread():  # signals=False: set() only
             signal.signal(signal.SIGINT, self._handle)
             signal.signal(signal.SIGTERM, self._handle)
 

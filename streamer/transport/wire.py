@@ -10,6 +10,9 @@ A message is multipart: `[topic?, header, buffer?]`.
   float32 [N, dim], its N frames' fields in the header's `items`; previews: JPEG bytes) sent with
   `copy=False`; its shape and dtype are in the header and checked against its length.
 
+An `assignment` (a cluster cell to its LSTM worker: its streams and the epoch from which they are
+its own) travels only the features socket, like stats; labels carry that `epoch`.
+
 Never pickle: a peer can only make us allocate what a checked header allows.
 Everything that sends or receives imports this module; nothing else knows the layout.
 """
@@ -58,7 +61,8 @@ STREAM_END = "stream_end"
 PREVIEW = "preview"
 ACTIVITY = "activity"
 FEATURE_BATCH = "feature_batch"
-KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW, ACTIVITY, FEATURE_BATCH)
+ASSIGNMENT = "assignment"
+KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW, ACTIVITY, FEATURE_BATCH, ASSIGNMENT)
 MAX_BATCH_ITEMS = 4096  # features in one feature_batch message
 
 
@@ -125,6 +129,7 @@ class Label:
     stages: dict[str, float]
     truth: str | None = None
     truth_since: int = -1
+    epoch: int = 0  # the cluster's assignment epoch when the label was made (0: one host, or not yet assigned)
 
 
 @dataclass
@@ -182,7 +187,16 @@ class FeatureBatch:
     features: list[Feature]
 
 
-Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview | Activity | FeatureBatch
+@dataclass
+class Assignment:
+    """A cell's streams from `epoch` on, told to its LSTM worker: it labels only these, stamped with the epoch."""
+
+    cell: str
+    epoch: int
+    streams: list[str]
+
+
+Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview | Activity | FeatureBatch | Assignment
 
 
 # ---------------------------------------------------------------------------------- packing
@@ -268,6 +282,7 @@ def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
             "stages": message.stages,
             "truth": message.truth,
             "truth_since": message.truth_since,
+            "epoch": message.epoch,
         }
         return header, None
     if isinstance(message, Stats):
@@ -294,6 +309,9 @@ def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
         header = {"v": SCHEMA_VERSION, "kind": FEATURE_BATCH, "t_sent": time.time(), "dim": int(matrix.shape[1]),
                   "items": items}
         return header, memoryview(matrix).cast("B")
+    if isinstance(message, Assignment):
+        return {"v": SCHEMA_VERSION, "kind": ASSIGNMENT, "cell": message.cell, "epoch": message.epoch,
+                "streams": list(message.streams)}, None
     raise TypeError(f"cannot pack {type(message).__name__}")
 
 
@@ -344,6 +362,8 @@ def unpack(parts: list) -> Message:
     if kind == STREAM_END:
         return StreamEnd(stream=_stream(header), reason=_str(header, "reason"), t=_number(header, "t"),
                          session=_int(header, "session"))
+    if kind == ASSIGNMENT:
+        return _assignment(header)
     return _activity(header)
 
 
@@ -352,7 +372,7 @@ def unpack_published(parts: list) -> Message:
     if len(parts) < 2:
         raise WireError("parts", "a published message has a topic and a header")
     message = unpack(parts[1:])
-    if isinstance(message, (Frame, Feature, FeatureBatch)):
+    if isinstance(message, (Frame, Feature, FeatureBatch, Assignment)):
         raise WireError("kind", f"{type(message).__name__} messages are never published")
     if _bytes(parts[0]) != topic_for(message):
         raise WireError("topic", "topic does not match the message inside")
@@ -459,7 +479,22 @@ def _label(header: dict) -> Label:
                  score=_number(header, "score"), top_k=[(n, float(p)) for n, p in top_k],
                  warming=warming, frames_in_window=_int(header, "frames_in_window"),
                  model_id=_str(header, "model_id"), stages=_number_map(header, "stages"),
-                 truth=_optional_str(header, "truth"), truth_since=_int(header, "truth_since"))
+                 truth=_optional_str(header, "truth"), truth_since=_int(header, "truth_since"),
+                 epoch=_epoch(header) if "epoch" in header else 0)  # a label from before epochs: 0
+
+
+def _epoch(header: dict) -> int:
+    epoch = _int(header, "epoch")
+    if epoch < 0:
+        raise WireError("field", f"epoch must be >= 0, got {epoch}")
+    return epoch
+
+
+def _assignment(header: dict) -> Assignment:
+    streams = header.get("streams")
+    if not isinstance(streams, list) or not all(is_stream_name(s) for s in streams):
+        raise WireError("stream", f"streams must be a list of stream names ({STREAM_NAME_RULE})")
+    return Assignment(cell=_process(header, "cell"), epoch=_epoch(header), streams=streams)
 
 
 def _activity(header: dict) -> Activity:
@@ -486,10 +521,10 @@ def _stream(header: dict) -> str:
     return stream
 
 
-def _process(header: dict) -> str:
-    process = header.get("process")
+def _process(header: dict, key: str = "process") -> str:
+    process = header.get(key)
     if not is_stream_name(process):  # the same rule: a process name ends up in a topic too
-        raise WireError("process", f"process name must be {STREAM_NAME_RULE}, got {_shorten(process)}")
+        raise WireError("process", f"{key} name must be {STREAM_NAME_RULE}, got {_shorten(process)}")
     return process
 
 

@@ -61,16 +61,17 @@ FIELDS = {
     wire.FEATURE: _COMMON_FIELDS,
     wire.LABEL: {"seq": "int", "t_capture": "number", "t_publish": "number", "label": "str", "score": "number",
                  "top_k": "top_k", "warming": "bool", "frames_in_window": "int", "model_id": "str",
-                 "stages": "number_map", "truth": "optional_str", "truth_since": "int"},
+                 "stages": "number_map", "truth": "optional_str", "truth_since": "int", "epoch": "optional_int"},
     wire.STATS: {"t": "number", "counters": "number_map"},  # `process` has a reason of its own
     wire.STREAM_START: {"source": "str", "fps": "number", "width": "int", "height": "int", "t": "number"},
     wire.STREAM_END: {"reason": "str", "t": "number", "session": "int"},
     wire.PREVIEW: {"seq": "int", "t_capture": "number"},
     wire.ACTIVITY: {"event": "str", "label": "str", "confidence": "number", "start_seq": "int", "start_t": "number",
                     "end_seq": "int", "end_t": "number"},
+    wire.ASSIGNMENT: {"epoch": "int"},  # `cell` and `streams` have reasons of their own
 }
 _WRONG = {"int": _not_int, "number": _not_number, "str": _not_str, "optional_str": _not_optional_str,
-          "number_map": _not_number_map, "bool": _not_bool, "top_k": _not_top_k}
+          "number_map": _not_number_map, "bool": _not_bool, "top_k": _not_top_k, "optional_int": _not_int}
 
 
 def valid_header(kind: str, stream: str = "cam0", side: int = FRAME_SIDE, dim: int = FEATURE_DIM) -> dict:
@@ -84,7 +85,7 @@ def valid_header(kind: str, stream: str = "cam0", side: int = FRAME_SIDE, dim: i
     if kind == wire.LABEL:
         return {"v": 1, "kind": kind, "stream": stream, "seq": 1, "t_capture": 1.0, "t_publish": 1.0, "label": "a",
                 "score": 0.5, "top_k": [["a", 0.5]], "warming": False, "frames_in_window": 1, "model_id": "m",
-                "stages": {}, "truth": None, "truth_since": -1}
+                "stages": {}, "truth": None, "truth_since": -1, "epoch": 3}
     if kind == wire.STATS:
         return {"v": 1, "kind": kind, "process": "p", "t": 1.0, "counters": {"x": 1}}
     if kind == wire.STREAM_START:
@@ -94,6 +95,8 @@ def valid_header(kind: str, stream: str = "cam0", side: int = FRAME_SIDE, dim: i
     if kind == wire.ACTIVITY:
         return {"v": 1, "kind": kind, "stream": stream, "event": "start", "label": "a", "confidence": 0.5,
                 "start_seq": 1, "start_t": 1.0, "end_seq": 2, "end_t": 1.5}
+    if kind == wire.ASSIGNMENT:
+        return {"v": 1, "kind": kind, "cell": "cell-0", "epoch": 2, "streams": [stream, stream + "b"]}
     return {"v": 1, "kind": kind, "stream": stream, "reason": "r", "t": 1.0, "session": 1}
 
 
@@ -142,6 +145,8 @@ def broken(draw, oversized: bool = True) -> tuple[list[bytes], str]:
         choices.append("stream")
     if "process" in header:
         choices.append("process")
+    if kind == wire.ASSIGNMENT:
+        choices += ["cell", "assigned_stream"]
     if kind == wire.FRAME:
         choices += ["shape", "truncated_buffer", "long_buffer"]
     if kind == wire.FEATURE:
@@ -192,6 +197,13 @@ def broken(draw, oversized: bool = True) -> tuple[list[bytes], str]:
     if broken == "process":  # a process name ends up in a topic: the stream-name rule
         header["process"] = draw(_bad_stream)
         return _parts(header, buffer), "process"
+    if broken == "cell":  # a cell name follows the process-name rule
+        header["cell"] = draw(_bad_stream)
+        return _parts(header, buffer), "process"
+    if broken == "assigned_stream":  # one stream name in the list breaks the rule, or it is no list
+        header["streams"] = draw(st.one_of(_bad_stream.map(lambda bad: header["streams"] + [bad]),
+                                           _int, st.text(max_size=5), st.none()))
+        return _parts(header, buffer), "stream"
     if broken == "shape":  # absent, not a list, not [H, W, 3], huge, zero or negative sides
         header["shape"] = draw(st.one_of(
             st.just(None), _int, st.text(max_size=5),
@@ -223,9 +235,9 @@ def broken(draw, oversized: bool = True) -> tuple[list[bytes], str]:
     fields = FIELDS[kind]
     name = draw(st.sampled_from(sorted(fields)))
     kinds_of_wrong = [_WRONG[fields[name]]]
-    if fields[name] != "optional_str":  # an absent optional string is None, which is allowed
+    if not fields[name].startswith("optional"):  # an absent optional string is None, an absent epoch 0
         kinds_of_wrong.append(st.just(ABSENT))
-    if name == "seq":
+    if name in ("seq", "epoch"):
         kinds_of_wrong.append(st.integers(-2**61, -1))
     wrong = draw(st.one_of(kinds_of_wrong))
     if wrong is ABSENT:
