@@ -286,7 +286,7 @@ class Activity:
 
 @dataclass(frozen=True)
 class Cluster:
-    # `up --cluster`: the label proxy's XSUB, where every cell's labels go in (they come out on endpoints.labels)
+    # `up --cluster`: the label proxy's XSUB, where cells' labels go in (out on endpoints.labels); tcp://0.0.0.0:PORT across nodes
     labels_in: str = "tcp://127.0.0.1:5559"
     # how often the coordinator reads Ray's live nodes and each cell asks for its streams, seconds
     poll_interval_s: float = 0.5

@@ -271,3 +271,12 @@ def test_cells_are_named_after_their_nodes_or_their_ids_when_names_repeat():
              {"NodeName": "10.0.0.2", "NodeID": "c" * 56, "Alive": True},
              {"NodeName": "10.0.0.3", "NodeID": "d" * 56, "Alive": False}]
     assert cell_names(nodes) == {"10.0.0.1": "a" * 56, "b" * 12: "b" * 56, "c" * 12: "c" * 56}
+
+
+def test_cells_reach_a_proxy_bound_on_every_interface_at_its_node_address():
+    from streamer.ops.cluster.proxy import connect_address
+
+    assert connect_address("tcp://0.0.0.0:5559", "10.1.2.3") == "tcp://10.1.2.3:5559"
+    assert connect_address("tcp://*:5559", "10.1.2.3") == "tcp://10.1.2.3:5559"
+    assert connect_address("tcp://127.0.0.1:5559", "10.1.2.3") == "tcp://127.0.0.1:5559"
+    assert connect_address("tcp://head.example:5559", "10.1.2.3") == "tcp://head.example:5559"

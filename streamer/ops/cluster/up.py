@@ -22,7 +22,7 @@ import time
 import zmq
 from rich.console import Console
 
-from configs.settings import Config, ConfigError
+from configs.settings import Config, ConfigError, replace
 from streamer.ops.supervisor import PipelineWatch, UP_HARD_EXIT_S, named_sources, preflight, subscribe_command
 from streamer.ops.tally import Tally
 from streamer.transport.sockets import StopFlag, bind_problem
@@ -47,6 +47,9 @@ def run_cluster(config: Config, sources: list[str], address: str, seconds: float
     if nodes:  # the proxy binds on this machine
         check_proxy_ports(config)
     named = named_sources(config, sources)
+    if not nodes and "://127.0.0.1:" in config.cluster.labels_in:
+        log.warning("cluster.labels_in is %s: cells on other nodes cannot reach it; across nodes use "
+                    "--set cluster.labels_in=tcp://0.0.0.0:5559", config.cluster.labels_in)
     ray, cluster = connect(address, nodes, config)
     # after Ray: its driver installs a SIGTERM handler of its own (which aborts), this one replaces it
     stop = StopFlag(hard_exit_s=UP_HARD_EXIT_S) if stop is None else stop
@@ -74,7 +77,8 @@ def run_cluster(config: Config, sources: list[str], address: str, seconds: float
         internal_kv._internal_kv_del(f"{namespace}/assignment".encode())  # a fresh pipeline starts at epoch 1
         proxy = ray.remote(LabelProxy).options(name=PROXY, namespace=namespace, lifetime="detached", max_restarts=-1,
                                                num_cpus=0, resources=HEAD).remote(values)
-        ray.get(proxy.ready.remote(), timeout=120)
+        # cells on other nodes reach the proxy at its node's address when labels_in binds every interface
+        values = dataclasses.asdict(replace(config, "cluster", labels_in=ray.get(proxy.ready.remote(), timeout=120)))
         coordinator = ray.remote(Coordinator).options(
             name=COORDINATOR, namespace=namespace, lifetime="detached", max_restarts=-1, max_concurrency=8,
             num_cpus=0, resources=HEAD).remote(named, values)
