@@ -58,8 +58,11 @@ STREAM_END = "stream_end"
 PREVIEW = "preview"
 ACTIVITY = "activity"
 FEATURE_BATCH = "feature_batch"
-KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW, ACTIVITY, FEATURE_BATCH)
+HELLO = "hello"
+CREDIT = "credit"
+KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW, ACTIVITY, FEATURE_BATCH, HELLO, CREDIT)
 MAX_BATCH_ITEMS = 4096  # features in one feature_batch message
+MAX_CREDITS = 4096  # credits one hello may ask for, or one credit message may grant
 
 
 class StreamNameError(ActionableError, ValueError):
@@ -182,7 +185,33 @@ class FeatureBatch:
     features: list[Feature]
 
 
-Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview | Activity | FeatureBatch
+@dataclass
+class Hello:
+    """Capture -> feature worker (credit dispatch): here I am, and how many frames I could send at once.
+
+    Sent when a capture connects and then every half lease, so a restarted worker learns of it."""
+
+    stream: str
+    want: int  # credits the capture can use at once (a camera 1: only its newest frame; a file more)
+    t: float
+
+
+@dataclass
+class Credit:
+    """Feature worker -> one capture (credit dispatch): send `grant` more frames, each within `lease_ms`.
+
+    Also the worker's heartbeat and acknowledgements: `done` are the sequence numbers of this
+    capture's frames whose features have left for the LSTM worker since the last credit message."""
+
+    worker: int  # a random id per worker process: a new one means the worker restarted
+    grant: int  # frames the capture may send now (0: a heartbeat)
+    lease_ms: float  # an unused credit expires this long after it was granted
+    eta_ms: float  # the worker's recent time from starting a batch to its features (0: none yet)
+    done: list[int] = field(default_factory=list)
+
+
+Message = (Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview | Activity | FeatureBatch | Hello
+           | Credit)
 
 
 # ---------------------------------------------------------------------------------- packing
@@ -294,6 +323,12 @@ def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
         header = {"v": SCHEMA_VERSION, "kind": FEATURE_BATCH, "t_sent": time.time(), "dim": int(matrix.shape[1]),
                   "items": items}
         return header, memoryview(matrix).cast("B")
+    if isinstance(message, Hello):
+        return {"v": SCHEMA_VERSION, "kind": HELLO, "stream": message.stream, "want": message.want,
+                "t": message.t}, None
+    if isinstance(message, Credit):
+        return {"v": SCHEMA_VERSION, "kind": CREDIT, "worker": message.worker, "grant": message.grant,
+                "lease_ms": message.lease_ms, "eta_ms": message.eta_ms, "done": list(message.done)}, None
     raise TypeError(f"cannot pack {type(message).__name__}")
 
 
@@ -344,6 +379,10 @@ def unpack(parts: list) -> Message:
     if kind == STREAM_END:
         return StreamEnd(stream=_stream(header), reason=_str(header, "reason"), t=_number(header, "t"),
                          session=_int(header, "session"))
+    if kind == HELLO:
+        return Hello(stream=_stream(header), want=_count(header, "want"), t=_number(header, "t"))
+    if kind == CREDIT:
+        return _credit(header)
     return _activity(header)
 
 
@@ -352,7 +391,7 @@ def unpack_published(parts: list) -> Message:
     if len(parts) < 2:
         raise WireError("parts", "a published message has a topic and a header")
     message = unpack(parts[1:])
-    if isinstance(message, (Frame, Feature, FeatureBatch)):
+    if isinstance(message, (Frame, Feature, FeatureBatch, Hello, Credit)):
         raise WireError("kind", f"{type(message).__name__} messages are never published")
     if _bytes(parts[0]) != topic_for(message):
         raise WireError("topic", "topic does not match the message inside")
@@ -470,6 +509,25 @@ def _activity(header: dict) -> Activity:
                     confidence=_number(header, "confidence"), start_seq=_seq_field(header, "start_seq"),
                     start_t=_number(header, "start_t"), end_seq=_seq_field(header, "end_seq"),
                     end_t=_number(header, "end_t"))
+
+
+def _credit(header: dict) -> Credit:
+    done = header.get("done")
+    if not isinstance(done, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**62
+                                             for s in done):
+        raise WireError("field", "done must be a list of sequence numbers")
+    lease_ms, eta_ms = _number(header, "lease_ms"), _number(header, "eta_ms")
+    if lease_ms <= 0 or eta_ms < 0:
+        raise WireError("field", f"lease_ms must be > 0 and eta_ms >= 0, got {lease_ms} and {eta_ms}")
+    return Credit(worker=_int(header, "worker"), grant=_count(header, "grant"), lease_ms=lease_ms, eta_ms=eta_ms,
+                  done=done)
+
+
+def _count(header: dict, key: str) -> int:
+    value = _int(header, key)
+    if not 0 <= value <= MAX_CREDITS:
+        raise WireError("field", f"{key} must be 0..{MAX_CREDITS}, got {value}")
+    return value
 
 
 def _seq_field(header: dict, key: str) -> int:
