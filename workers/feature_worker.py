@@ -150,7 +150,7 @@ class FeatureWorker:
         batches = self.counters["batches"]
         return {**self.counters, **self.drop.counters(), **(self.credits.counters() if self.credits else {}),
                 "mean_batch": self.counters["frames"] / batches if batches else 0.0,
-                "cnn_ms_per_batch": self.cnn_ms_total / batches if batches else 0.0,
+                "cnn_ms_per_batch": self.cnn_ms_total / batches if batches else 0.0, "cnn_ms_total": self.cnn_ms_total,
                 # which backend runs, as a key worth 1 (Prometheus' info convention), for dashboards
                 f"{wire.BACKEND_KEY}{self.backend.name}": 1.0}
 
