@@ -42,7 +42,7 @@ DispatchChoice = typing.Literal["credit", "push"]
 
 @dataclass(frozen=True)
 class Endpoints:
-    # capture PUSH connects here; each feature worker binds one (comma-separate several to share load)
+    # captures connect here; each feature worker binds one (comma-separate several to share load)
     frames: str = "tcp://127.0.0.1:5555"
     # feature workers PUSH connect here; the LSTM worker binds it
     features: str = "tcp://127.0.0.1:5556"
