@@ -16,7 +16,8 @@ name, so they reach the LSTM worker in order; its end goes once every frame is a
 (`done` in the credits). Frames sent to a worker that then dies (or restarts: a new worker id)
 unacknowledged are sent again, first, to the worker that grants credit next, which the file then
 keeps; a frame the dead worker had finished but not acknowledged arrives twice, and the LSTM
-worker drops the second (workers/reorder.py). A camera's frames lost that way are counted.
+worker drops the second (workers/reorder.py). A camera's frames lost that way are counted
+(`dropped_in_dead_worker`).
 
 `capture.dispatch = "push"`: one PUSH socket connected to every worker's PULL (a file's: to its
 one worker), round-robin, as before credit dispatch existed; kept for comparison (`run.py bench
@@ -150,7 +151,7 @@ class CreditLink:
 
     def counters(self) -> dict[str, float]:
         return {"credits_received": self.received, "credits_expired": self.expired, "frames_resent": self.resent,
-                "frames_lost_in_worker": self.lost, "workers_lost": self.workers_lost,
+                "dropped_in_dead_worker": self.lost, "workers_lost": self.workers_lost,
                 "credits_malformed": self.malformed, "credits_held": sum(len(link.credits) for link in self.links)}
 
     def close(self, linger_ms: int) -> None:
