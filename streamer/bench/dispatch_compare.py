@@ -10,7 +10,7 @@ Dispatch is fixed when the processes start, so each phase is a fresh pipeline me
 `--phase-seconds` measured, drain). Per phase: latency p50/p99, labels/s, the mean batch time
 (a batch's start to its features) and the mean batch, p50 over the mean batch time, the
 transport share of the latency, stale frames dropped at the captures, frames per feature worker
-and the load average. Each phase of the second kind is compared with the mean of its two
+and the load average (and, in the JSON, each process's CPU). Each phase of the second kind is compared with the mean of its two
 neighbours (streamer/bench/phases.py), so a load that drifts steadily cancels out.
 """
 
@@ -84,7 +84,7 @@ def _phase(name: str, compared: bool, report: dict) -> dict:
             "transport_share": overall["stage_share"]["transport"],
             "dropped_stale": counts["dropped"]["capture_stale"],
             "frames_by_worker": {name: item["frames"] for name, item in counts["by_feature_worker"].items()},
-            "loadavg": os.getloadavg()[0]}
+            "cpu_percent": report["cpu_percent"], "loadavg": os.getloadavg()[0]}
 
 
 def render(result: dict) -> Table:
