@@ -75,7 +75,7 @@ class PushLink:
     def settled(self, timeout_ms: float) -> bool:
         return self.ready(timeout_ms)
 
-    def send_frame(self, frame: wire.Frame, keep: bool) -> bool:
+    def send_frame(self, frame: wire.Frame) -> bool:
         return _send(self.socket, frame)
 
     def send_control(self, message: wire.Message) -> bool:
@@ -136,13 +136,9 @@ class CreditLink:
         """True once every file frame sent is acknowledged (a file's end may go); False after `timeout_ms`."""
         return self._pump(timeout_ms, self._delivered)
 
-    def send_frame(self, frame: wire.Frame, keep: bool) -> bool:
+    def send_frame(self, frame: wire.Frame) -> bool:
         link = self._choose()
-        if link is None or not self._spend(link, frame):
-            return False
-        if keep:
-            self.pinned = self.links.index(link)  # a file stays with the worker that has its frames
-        return True
+        return link is not None and self._spend(link, frame)
 
     def send_control(self, message: wire.Message) -> bool:
         """Stream start/end and stats go without credit: to the worker that took the last frames, else any."""
@@ -166,6 +162,8 @@ class CreditLink:
             return False
         link.credits.popleft()
         link.unacked[frame.seq] = frame if self.keep else None
+        if self.keep:
+            self.pinned = self.links.index(link)  # a file stays with the worker that has its frames
         if len(link.unacked) > MAX_UNACKED:
             del link.unacked[next(iter(link.unacked))]
         self.last_used = link

@@ -446,7 +446,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                                truth_since=truth_since, session=item.session,
                                stages={"preprocess": (time.perf_counter() - started) * 1000,
                                        "capture_wait": (time.time() - item.t_capture) * 1000})
-            if link.send_frame(frame, item.keep):
+            if link.send_frame(frame):
                 sent += 1
                 seq += 1
             else:
@@ -486,7 +486,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
 
 def _send_kept(link: CreditLink | PushLink, frame: wire.Frame) -> wire.Frame | None:
     """Try again to send a frame that must not be dropped; None once it went out."""
-    return None if link.send_frame(frame, keep=True) else frame
+    return None if link.send_frame(frame) else frame
 
 
 def _send_when_possible(link: CreditLink | PushLink, message, stop: StopFlag) -> None:
