@@ -1,9 +1,9 @@
 """A feature worker's side of credit dispatch: who may send it frames, and how many.
 
 Captures connect a DEALER to the worker's ROUTER and say hello (`wire.Hello`: the stream and how
-many frames it could send at once). When the worker can start another batch, it grants credits
-for that batch only (`features.max_batch` minus those still out), one at a time round the captures
-that want more, so every capture gets its turn (zguide's load-balancing pattern; MediaPipe's
+many frames it could send at once). The worker grants credits for its next batch only
+(`features.max_batch` minus those still out), one at a time round the captures that want more,
+so every capture gets its turn (zguide's load-balancing pattern; MediaPipe's
 FlowLimiter). A capture sends its newest frame only against a credit, so frames wait in the
 capture, where a newer one replaces them, instead of in socket queues, and a busy or slow
 worker is simply sent less.
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from streamer.transport import wire
 
 SILENT_LEASES = 5  # a peer (or, seen from a capture, a worker) silent this many leases is gone
+ANSWER_WEIGHT = 0.2  # weight of the newest frame in the moving average of how long captures take to answer a credit
 MAX_DONE = 512  # acknowledgements held for one capture before they are sent without waiting for a credit
 
 
@@ -44,6 +45,7 @@ class CreditLedger:
         self.worker_id = secrets.randbits(60)
         self.peers: dict[bytes, Peer] = {}
         self._turn = 0  # where the next round of grants starts, so no capture is always first
+        self.answer_s = 0.0  # moving average: a credit granted -> its frame here (how far ahead to grant)
         self.granted = self.used = self.expired = self.uncredited = self.forgotten = 0
 
     def hello(self, identity: bytes, hello: wire.Hello, now: float) -> None:
@@ -62,7 +64,8 @@ class CreditLedger:
             if peer is not None:
                 peer.last_heard = now
             return
-        peer.expiries.popleft()
+        answer = now - (peer.expiries.popleft() - self.lease_s)
+        self.answer_s = answer if not self.used else (1 - ANSWER_WEIGHT) * self.answer_s + ANSWER_WEIGHT * answer
         peer.last_heard = now
         self.used += 1
 
@@ -118,4 +121,4 @@ class CreditLedger:
     def counters(self) -> dict[str, float]:
         return {"credits_granted": self.granted, "credits_used": self.used, "credits_expired": self.expired,
                 "frames_uncredited": self.uncredited, "captures_forgotten": self.forgotten,
-                "captures_asking": len(self.peers)}
+                "captures_asking": len(self.peers), "credit_answer_ms": 1000 * self.answer_s}

@@ -17,9 +17,13 @@ of serving old ones late. The profile of a saturated worker
 is ~98% inside the backend's inference call.
 
 With credit dispatch (`capture.dispatch`, the default) the frames socket is a ROUTER: captures
-say hello and send a frame only against a credit this worker granted for its next batch
-(workers/credits.py); a batch waits up to CREDIT_FILL_S for the frames its credits called for.
-With push dispatch it is a PULL socket the captures push into round-robin.
+say hello and send a frame only against a credit this worker granted (workers/credits.py), one
+batch at a time (`features.max_batch` credits out at most). Credits go out when the backend
+can start a batch, or just before: when a running batch is expected to finish (its start plus
+the recent batch time) within the time captures take to answer a credit, so the frames arrive
+as a request frees. Granting only once it is free would leave the backend idle for a round trip
+to every capture, which on a loaded machine is long; granting earlier would let frames age in
+the socket. With push dispatch it is a PULL socket the captures push into round-robin.
 """
 
 from __future__ import annotations
@@ -44,9 +48,6 @@ from workers.credits import CreditLedger
 log = logging.getLogger("features")
 
 HELD_BATCHES_PER_REQUEST = 4  # batches done but waiting for an older one, per batch the backend runs at once
-# Credit dispatch: how long a batch that has frames waits for the rest its credits called for (the
-# captures answer within a millisecond or two when a core is free).
-CREDIT_FILL_S = 0.005
 ETA_WEIGHT = 0.3  # weight of the newest batch in the batch time each credit carries
 
 
@@ -120,7 +121,7 @@ class FeatureWorker:
                     self._finish(in_flight.popleft(), features_out)
                 if self.credits is not None:
                     taking = len(in_flight) < HELD_BATCHES_PER_REQUEST * self.backend.depth and self.backend.has_room()
-                    self._grant(frames_in, taking)
+                    self._grant(frames_in, taking or self._frees_soon(in_flight))
                 if time.monotonic() - last_stats >= config.features.stats_interval_s:
                     last_stats = time.monotonic()
                     self._forward(features_out, wire.Stats(process=f"features:{self.name}", t=time.time(),
@@ -135,11 +136,16 @@ class FeatureWorker:
             os.close(done_writer)
         return 0
 
-    def _grant(self, frames_in: zmq.Socket, taking: bool) -> None:
-        """Credits for the next batch while one could start; answers to hellos; acknowledgements."""
+    def _frees_soon(self, in_flight: "deque[Batch]") -> bool:
+        """Whether a running batch should finish within the time captures take to answer a credit."""
+        running = [batch.started for batch in in_flight if batch.features is None]
+        return bool(running) and min(running) + self.eta_ms / 1000 - time.time() <= self.credits.answer_s
+
+    def _grant(self, frames_in: zmq.Socket, due: bool) -> None:
+        """Credits for the next batch when it is due; answers to hellos; acknowledgements."""
         now = time.monotonic()
         self.credits.expire(now)
-        room = self.config.features.max_batch - self.credits.outstanding() if taking else 0
+        room = self.config.features.max_batch - self.credits.outstanding() if due else 0
         for identity, credit in self.credits.messages(max(0, room), now, self.eta_ms):
             try:
                 frames_in.send_multipart([identity, *wire.pack(credit)], flags=zmq.NOBLOCK)
@@ -162,15 +168,12 @@ class FeatureWorker:
         after the features of the frames sent before it (a file's last labels precede its end)."""
         settings = self.config.features
         batch: list[tuple[wire.Frame, float, bytes]] = []
-        started = time.perf_counter()
-        deadline = started + settings.max_wait_ms / 1000
+        deadline = time.perf_counter() + settings.max_wait_ms / 1000
         while len(batch) < settings.max_batch:
             try:
                 parts = frames_in.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 remaining = deadline - time.perf_counter()
-                if self.credits is not None and self.credits.outstanding():  # frames called for are on their way
-                    remaining = max(remaining, started + CREDIT_FILL_S - time.perf_counter())
                 if remaining <= 0 or not batch or not frames_in.poll(remaining * 1000):
                     break
                 continue
