@@ -23,7 +23,8 @@ can start a batch, or just before: when a running batch is expected to finish (i
 the recent batch time) within the time captures take to answer a credit, so the frames arrive
 as a request frees. Granting only once it is free would leave the backend idle for a round trip
 to every capture, which on a loaded machine is long; granting earlier would let frames age in
-the socket. With push dispatch it is a PULL socket the captures push into round-robin.
+the socket. A batch that has frames waits up to CREDIT_FILL_S for the rest its credits called
+for. With push dispatch it is a PULL socket the captures push into round-robin.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from workers.credits import CreditLedger
 log = logging.getLogger("features")
 
 HELD_BATCHES_PER_REQUEST = 4  # batches done but waiting for an older one, per batch the backend runs at once
+# Credit dispatch: how long a batch that has frames waits for the rest its credits called for.
+CREDIT_FILL_S = 0.005
 ETA_WEIGHT = 0.3  # weight of the newest batch in the batch time each credit carries
 
 
@@ -168,12 +171,15 @@ class FeatureWorker:
         after the features of the frames sent before it (a file's last labels precede its end)."""
         settings = self.config.features
         batch: list[tuple[wire.Frame, float, bytes]] = []
-        deadline = time.perf_counter() + settings.max_wait_ms / 1000
+        started = time.perf_counter()
+        deadline = started + settings.max_wait_ms / 1000
         while len(batch) < settings.max_batch:
             try:
                 parts = frames_in.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 remaining = deadline - time.perf_counter()
+                if self.credits is not None and self.credits.outstanding():  # frames called for are on their way
+                    remaining = max(remaining, started + CREDIT_FILL_S - time.perf_counter())
                 if remaining <= 0 or not batch or not frames_in.poll(remaining * 1000):
                     break
                 continue

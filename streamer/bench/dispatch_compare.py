@@ -7,11 +7,13 @@ K times (`features.slowdown`), alternating the same way.
 
 Dispatch is fixed when the processes start, so each phase is a fresh pipeline measured the way
 `bench` measures one (streamer/bench/pipeline.py: start, every stream's first label, warm-up,
-`--phase-seconds` measured, drain). Per phase: latency p50/p99, labels/s, the mean batch time
+`--phase-seconds` measured, drain). Per phase: latency p50/p99, labels/s, frames per CPU-second
+of the feature workers (steadier than labels/s when other jobs share the machine), the mean batch time
 (a batch's start to its features) and the mean batch, p50 over the mean batch time, the
 transport share of the latency, stale frames dropped at the captures, frames per feature worker
-and the load average (and, in the JSON, each process's CPU). Each phase of the second kind is compared with the mean of its two
-neighbours (streamer/bench/phases.py), so a load that drifts steadily cancels out.
+and the load average (and, in the JSON, each process's CPU). Each phase of the second kind is
+compared with the mean of its two neighbours (streamer/bench/phases.py), so a load that drifts
+steadily cancels out.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def measure(variants: tuple[Variant, Variant], sources: list[str], fps: float, *
             break
     flagged = [p["compared"] for p in phases]
     ratios = {key: median_or_none(bracketed([p[key] for p in phases], flagged))
-              for key in ("labels_per_s", "p50_ms", "p99_ms")}
+              for key in ("labels_per_s", "frames_per_feature_cpu_s", "p50_ms", "p99_ms")}
     return {"reference": reference.name, "compared": compared.name, "phases": phases, "ratios": ratios,
             "streams": len(sources), "fps": fps}
 
@@ -80,6 +82,7 @@ def _phase(name: str, compared: bool, report: dict) -> dict:
     p50 = overall["latency_ms"]["p50"]
     return {"variant": name, "compared": compared, "p50_ms": p50, "p99_ms": overall["latency_ms"]["p99"],
             "labels_per_s": overall["throughput_labels_per_s"], "mean_batch_ms": batch_ms,
+            "frames_per_feature_cpu_s": counts["frames_per_feature_cpu_s"],
             "mean_batch": counts["mean_batch"], "p50_over_batch": p50 / batch_ms if batch_ms else None,
             "transport_share": overall["stage_share"]["transport"],
             "dropped_stale": counts["dropped"]["capture_stale"],
@@ -90,13 +93,13 @@ def _phase(name: str, compared: bool, report: dict) -> dict:
 def render(result: dict) -> Table:
     table = Table(title=f"{result['compared']} against {result['reference']}: {result['streams']} streams at "
                         f"{result['fps']:g} fps, one fresh pipeline per phase")
-    columns = ("phase", "dispatch", "p50 ms", "p99 ms", "labels/s", "batch ms", "mean batch", "p50 / batch",
+    columns = ("phase", "dispatch", "p50 ms", "p99 ms", "labels/s", "frames / feature CPU-s", "batch ms", "mean batch", "p50 / batch",
                "transport", "stale dropped", "frames per worker", "load (1 min)")
     for column in columns:
         table.add_column(column, justify="left" if column in ("dispatch", "frames per worker") else "right")
     for index, p in enumerate(result["phases"], 1):
         table.add_row(str(index), p["variant"], f"{p['p50_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['labels_per_s']:.1f}",
-                      f"{p['mean_batch_ms']:.1f}", f"{p['mean_batch']:.2f}",
+                      f"{p['frames_per_feature_cpu_s']:.0f}", f"{p['mean_batch_ms']:.1f}", f"{p['mean_batch']:.2f}",
                       f"{p['p50_over_batch']:.2f}" if p["p50_over_batch"] is not None else "-",
                       f"{100 * p['transport_share']:.1f}%", str(p["dropped_stale"]),
                       ", ".join(f"{k.split(':', 1)[1]}: {v}" for k, v in p["frames_by_worker"].items()),
