@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from configs.settings import ConfigError
 from streamer.transport import wire
 from workers.credits import SILENT_LEASES, CreditLedger
 
@@ -53,3 +56,8 @@ def test_frames_without_credit_are_taken_and_counted_and_silent_captures_are_for
     ledger.messages(room=1, now=0.0, eta_ms=0.0)
     ledger.expire(now=SILENT_LEASES * 1.0 + 0.1)
     assert ledger.peers == {} and ledger.forgotten == 1 and ledger.outstanding() == 0
+
+
+def test_a_lease_of_zero_is_a_config_error_naming_the_key():
+    with pytest.raises(ConfigError, match="features.credit_lease_s"):
+        CreditLedger(lease_s=0.0)

@@ -22,6 +22,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 
+from configs.settings import ConfigError
 from streamer.transport import wire
 
 SILENT_LEASES = 5  # a peer (or, seen from a capture, a worker) silent this many leases is gone
@@ -41,6 +42,9 @@ class Peer:
 
 class CreditLedger:
     def __init__(self, lease_s: float):
+        if not lease_s > 0:
+            raise ConfigError(f"features.credit_lease_s must be more than 0 seconds, got {lease_s}; "
+                              f"the default is 1.0")
         self.lease_s = lease_s
         self.worker_id = secrets.randbits(60)
         self.peers: dict[bytes, Peer] = {}
