@@ -10,6 +10,10 @@ A message is multipart: `[topic?, header, buffer?]`.
   float32 [N, dim], its N frames' fields in the header's `items`; previews: JPEG bytes) sent with
   `copy=False`; its shape and dtype are in the header and checked against its length.
 
+On a feature worker's frames ROUTER (credit dispatch) ZeroMQ puts the sending capture's identity
+before these parts; the worker takes it off before `unpack`. `hello` and `credit` messages
+(headers only) are the credit dispatch's own: streamer/capture/dispatch.py, workers/credits.py.
+
 Never pickle: a peer can only make us allocate what a checked header allows.
 Everything that sends or receives imports this module; nothing else knows the layout.
 """
