@@ -37,11 +37,12 @@ PrecisionChoice = typing.Literal["auto", "fp32", "reduced", "int8"]
 WeightsChoice = typing.Literal["imagenet", "none"]
 SequenceInputsChoice = typing.Literal["features", "differences"]
 SplitChoice = typing.Literal[1, 2, 3]
+DispatchChoice = typing.Literal["credit", "push"]
 
 
 @dataclass(frozen=True)
 class Endpoints:
-    # capture PUSH connects here; each feature worker binds one (comma-separate several to share load)
+    # captures connect here; each feature worker binds one (comma-separate several to share load)
     frames: str = "tcp://127.0.0.1:5555"
     # feature workers PUSH connect here; the LSTM worker binds it
     features: str = "tcp://127.0.0.1:5556"
@@ -90,6 +91,8 @@ class Capture:
     preview_quality: int = 70
     # replay files and folders at `fps` as a live camera (newest frame wins, stale ones dropped); false: every sampled frame is labelled
     files_as_live: bool = False
+    # how frames reach the feature workers: credit (a worker asks for frames when it has room) or push (round-robin)
+    dispatch: DispatchChoice = "credit"
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,10 @@ class Features:
     precision: PrecisionChoice = "auto"
     # OpenVINO: batches run at once under load, each on a share of the cores (1: one at a time; a lone one uses all)
     openvino_requests: int = 2
+    # credit dispatch: an unused credit expires after this long; a worker silent for 5x this counts as gone, seconds
+    credit_lease_s: float = 1.0
+    # benchmarks and tests only: sleep (k-1) x each batch's compute time, a stand-in for a k times slower worker (1: off)
+    slowdown: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import zmq
-
 from streamer.transport import wire
+from tests.support.credit_worker import CreditingFrames
 from tests.support.pipeline import free_port, run_py, stop_process
 
 
@@ -24,16 +23,15 @@ def _resident_mib(pid: int) -> float:
 
 def test_a_capture_with_a_resolved_crop_sends_frames_without_loading_torch(tmp_path, zmq_context):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    frames_in = zmq_context.socket(zmq.PULL)
-    frames_in.bind(endpoint)
-    frames_in.setsockopt(zmq.RCVTIMEO, 20_000)
+    frames_in = CreditingFrames(zmq_context, endpoint)
     capture = run_py(["capture", "--source", "synthetic", "--stream", "cam0"],
                      [f"endpoints.frames={endpoint}", "capture.resize=72", "capture.crop=64", "capture.fps=10",
                       "features.bundle=absent.pt"], tmp_path / "capture.log")
     try:
         frames = []
         while len(frames) < 3:
-            message = wire.unpack(frames_in.recv_multipart())
+            message = frames_in.recv(20_000)
+            assert message is not None, "no frame from the capture within 20 s"
             if isinstance(message, wire.Frame):
                 frames.append(message)
         assert frames[0].image.shape == (64, 64, 3)
@@ -43,4 +41,4 @@ def test_a_capture_with_a_resolved_crop_sends_frames_without_loading_torch(tmp_p
         assert _resident_mib(capture.pid) < 250
     finally:
         stop_process(capture)
-        frames_in.close(linger=0)
+        frames_in.close()

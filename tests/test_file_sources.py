@@ -9,9 +9,9 @@ import re
 import time
 
 import pytest
-import zmq
 
 from streamer.transport import wire
+from tests.support.credit_worker import CreditingFrames, PushedFrames
 from tests.support.clips import Clip, decodable_frames, format_clips, write_opencv
 from tests.support.pipeline import Listener, Pipeline, free_port, run_py, stop_process
 
@@ -91,12 +91,11 @@ def test_up_with_only_files_stops_after_the_last_label(up_run):
 
 
 def _capture_into(tmp_path, zmq_context, clip_path, sets, read_after_s: float, read_interval_s: float):
-    """A real capture process pushing a file into a PULL socket read slowly; every message it got."""
+    """A real capture process sending a file to a stand-in worker that grants credit as slowly as it reads;
+    every message it got."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    frames_in = zmq_context.socket(zmq.PULL)
-    frames_in.setsockopt(zmq.RCVHWM, 1)
-    frames_in.setsockopt(zmq.RCVBUF, 65536)
-    frames_in.bind(endpoint)
+    push = "capture.dispatch=push" in sets
+    frames_in = (PushedFrames if push else CreditingFrames)(zmq_context, endpoint)
     log_path = tmp_path / "capture.log"
     capture = run_py(["capture", "--source", str(clip_path), "--stream", "file"],
                      [f"endpoints.frames={endpoint}", "capture.resize=72", "capture.crop=64",
@@ -107,20 +106,22 @@ def _capture_into(tmp_path, zmq_context, clip_path, sets, read_after_s: float, r
         deadline = time.monotonic() + 60
         while not (messages and isinstance(messages[-1], wire.StreamEnd)):
             assert time.monotonic() < deadline, log_path.read_text()
-            if frames_in.poll(1000):
-                messages.append(wire.unpack(frames_in.recv_multipart()))
+            message = frames_in.recv(1000)
+            if message is not None:
+                messages.append(message)
                 time.sleep(read_interval_s)
         capture.wait(20)
     finally:
         stop_process(capture)
-        frames_in.close(linger=0)
+        frames_in.close()
     return messages, log_path.read_text()
 
 
-def test_a_file_waits_for_a_slow_pipeline_and_loses_no_frame(tmp_path, zmq_context):
+@pytest.mark.parametrize("dispatch", ["credit", "push"])
+def test_a_file_waits_for_a_slow_pipeline_and_loses_no_frame(tmp_path, zmq_context, dispatch):
     clip = write_opencv(tmp_path / "clip.avi", "MJPG", 160, 120, 15, 30)
-    messages, log = _capture_into(tmp_path, zmq_context, clip, ["capture.fps=15"], read_after_s=3.0,
-                                  read_interval_s=0.05)
+    messages, log = _capture_into(tmp_path, zmq_context, clip, ["capture.fps=15", f"capture.dispatch={dispatch}"],
+                                  read_after_s=3.0, read_interval_s=0.05)
     seqs = [m.seq for m in messages if isinstance(m, wire.Frame)]
     assert seqs == list(range(30)), log
     assert messages[-1].reason == "source ended"

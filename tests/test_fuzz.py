@@ -112,7 +112,8 @@ def drop_counters(listener: Listener, process: str) -> Counter:
 def flood(socket_name: str, endpoint: str, listener: Listener) -> Counter:
     """Send hypothesis-drawn malformed messages; returns how many were sent per drop reason."""
     context = zmq.Context()
-    push = context.socket(zmq.PUSH)  # a plain peer: blocking sends, so nothing is lost on our side
+    # A plain peer: blocking sends, so nothing is lost on our side (a DEALER for a feature worker's ROUTER).
+    push = context.socket(zmq.DEALER if socket_name == "frames" else zmq.PUSH)
     push.connect(endpoint)
     sent: Counter = Counter()
 
@@ -181,7 +182,7 @@ def test_messages_above_the_size_limit_never_reach_a_worker(live):
             process = PROCESSES[name]
             before = drop_counters(listener, process)[reason]
             for size, copies in ((oversized, 3), (fitting, 2)):  # each on its own connection
-                push = context.socket(zmq.PUSH)
+                push = context.socket(zmq.DEALER if name == "frames" else zmq.PUSH)
                 push.connect(pipeline.endpoints[name])
                 for _ in range(copies):
                     parts = make(size)

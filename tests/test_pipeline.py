@@ -195,7 +195,7 @@ def test_garbage_on_every_socket_is_dropped_counted_and_the_good_stream_keeps_fl
         sent = {}
         pushes = []
         for name in ("frames", "features"):
-            push = zmq_context.socket(zmq.PUSH)
+            push = zmq_context.socket(zmq.DEALER if name == "frames" else zmq.PUSH)  # frames: a worker's ROUTER
             push.connect(endpoints[name])
             pushes.append(push)
             sent[name] = 0

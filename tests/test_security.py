@@ -133,8 +133,8 @@ def test_curve_lets_in_allowed_keys_only(tmp_path):
             # Every process (captures, workers, the supervisor) got in with the allowed client key.
             listener.wait_for(is_stats("supervisor"), 10, "supervisor stats through CURVE", since=0)
 
-            friend = make_socket(context, zmq.PUSH, pipeline.endpoints["frames"], bind=False, security=allowed)
-            rogue = curve_peer(context, zmq.PUSH, pipeline.endpoints["frames"], keys, intruder)
+            friend = make_socket(context, zmq.DEALER, pipeline.endpoints["frames"], bind=False, security=allowed)
+            rogue = curve_peer(context, zmq.DEALER, pipeline.endpoints["frames"], keys, intruder)
             rogue_features = curve_peer(context, zmq.PUSH, pipeline.endpoints["features"], keys, intruder)
             for seq in range(12):
                 wire.send(friend, frame("friend", seq))

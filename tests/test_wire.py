@@ -216,3 +216,26 @@ def test_a_malformed_feature_batch_is_refused_with_its_reason():
     with pytest.raises(wire.WireError) as error:
         wire.unpack([msgpack.packb(header)])
     assert error.value.reason == "parts"
+
+
+@pytest.mark.parametrize("message", [
+    wire.Hello(stream="cam0", want=1, t=5.0),
+    wire.Credit(worker=2**59 + 3, grant=4, lease_ms=1000.0, eta_ms=42.5, done=[0, 1, 7]),
+    wire.Credit(worker=1, grant=0, lease_ms=250.0, eta_ms=0.0),
+])
+def test_credit_dispatch_messages_round_trip_and_are_never_published(message):
+    assert _roundtrip(message) == message
+    with pytest.raises(TypeError):
+        wire.pack_published(message)
+    with pytest.raises(wire.WireError) as error:
+        wire.unpack_published([b"label/cam0/", *[bytes(memoryview(p)) for p in wire.pack(message)]])
+    assert error.value.reason == "kind"
+
+
+@pytest.mark.parametrize("changes", [{"grant": -1}, {"grant": wire.MAX_CREDITS + 1}, {"lease_ms": 0},
+                                     {"eta_ms": -1.0}, {"done": [1, -2]}, {"done": "1,2"}, {"worker": "w"}])
+def test_a_credit_out_of_range_is_refused(changes):
+    header = msgpack.unpackb(bytes(wire.pack(wire.Credit(worker=1, grant=1, lease_ms=1000.0, eta_ms=1.0))[0]))
+    with pytest.raises(wire.WireError) as error:
+        wire.unpack([msgpack.packb({**header, **changes})])
+    assert error.value.reason == "field"

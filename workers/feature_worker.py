@@ -15,6 +15,16 @@ loop watches, so nothing spins. The frames socket keeps its queues small (one me
 capture, a 64 KiB kernel buffer), so a slow model makes the captures drop stale frames instead
 of serving old ones late. The profile of a saturated worker
 is ~98% inside the backend's inference call.
+
+With credit dispatch (`capture.dispatch`, the default) the frames socket is a ROUTER: captures
+say hello and send a frame only against a credit this worker granted (workers/credits.py), one
+batch at a time (`features.max_batch` credits out at most). Credits go out when the backend
+can start a batch, or just before: when a running batch is expected to finish (its start plus
+the recent batch time) within the time captures take to answer a credit, so the frames arrive
+as a request frees. Granting only once it is free would leave the backend idle for a round trip
+to every capture, which on a loaded machine is long; granting earlier would let frames age in
+the socket. A batch that has frames waits up to CREDIT_FILL_S for the rest its credits called
+for. With push dispatch it is a PULL socket the captures push into round-robin.
 """
 
 from __future__ import annotations
@@ -34,10 +44,14 @@ from streamer.transport import wire
 from streamer.transport.drops import DropCounter
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import PortInUseError, StopFlag, bind_endpoint, make_socket, split_endpoints
+from workers.credits import CreditLedger
 
 log = logging.getLogger("features")
 
 HELD_BATCHES_PER_REQUEST = 4  # batches done but waiting for an older one, per batch the backend runs at once
+# Credit dispatch: how long a batch that has frames waits for the rest its credits called for.
+CREDIT_FILL_S = 0.005
+ETA_WEIGHT = 0.3  # weight of the newest batch in the batch time each credit carries
 
 
 class FeatureWorker:
@@ -55,6 +69,8 @@ class FeatureWorker:
         self.counters: Counter[str] = Counter()
         self.drop = DropCounter(log)
         self.cnn_ms_total = 0.0
+        self.credits = CreditLedger(settings.credit_lease_s) if config.capture.dispatch == "credit" else None
+        self.eta_ms = 0.0  # moving average of batch start -> features, sent with each credit
 
     def run(self, stop: StopFlag) -> int:
         config = self.config
@@ -106,6 +122,9 @@ class FeatureWorker:
                         self._collect_features(batch)  # at once: frees its request for the next batch
                 while in_flight and in_flight[0].features is not None:  # in order, so each stream's stay ordered
                     self._finish(in_flight.popleft(), features_out)
+                if self.credits is not None:
+                    taking = len(in_flight) < HELD_BATCHES_PER_REQUEST * self.backend.depth and self.backend.has_room()
+                    self._grant(frames_in, taking or self._frees_soon(in_flight))
                 if time.monotonic() - last_stats >= config.features.stats_interval_s:
                     last_stats = time.monotonic()
                     self._forward(features_out, wire.Stats(process=f"features:{self.name}", t=time.time(),
@@ -120,35 +139,61 @@ class FeatureWorker:
             os.close(done_writer)
         return 0
 
+    def _frees_soon(self, in_flight: "deque[Batch]") -> bool:
+        """Whether a running batch should finish within the time captures take to answer a credit."""
+        running = [batch.started for batch in in_flight if batch.features is None]
+        return bool(running) and min(running) + self.eta_ms / 1000 - time.time() <= self.credits.answer_s
+
+    def _grant(self, frames_in: zmq.Socket, due: bool) -> None:
+        """Credits for the next batch when it is due; answers to hellos; acknowledgements."""
+        now = time.monotonic()
+        self.credits.expire(now)
+        room = self.config.features.max_batch - self.credits.outstanding() if due else 0
+        for identity, credit in self.credits.messages(max(0, room), now, self.eta_ms):
+            try:
+                frames_in.send_multipart([identity, *wire.pack(credit)], flags=zmq.NOBLOCK)
+            except zmq.Again:
+                self.drop("credit_unsent", "a capture is not reading its credits")
+
     def stats(self) -> dict[str, float]:
         batches = self.counters["batches"]
-        return {**self.counters, **self.drop.counters(),
+        return {**self.counters, **self.drop.counters(), **(self.credits.counters() if self.credits else {}),
                 "mean_batch": self.counters["frames"] / batches if batches else 0.0,
-                "cnn_ms_per_batch": self.cnn_ms_total / batches if batches else 0.0,
+                "cnn_ms_per_batch": self.cnn_ms_total / batches if batches else 0.0, "cnn_ms_total": self.cnn_ms_total,
                 # which backend runs, as a key worth 1 (Prometheus' info convention), for dashboards
                 f"{wire.BACKEND_KEY}{self.backend.name}": 1.0}
 
     def _collect_batch(self, frames_in: zmq.Socket, features_out: zmq.Socket
-                       ) -> tuple[list[tuple[wire.Frame, float]], wire.Message | None]:
+                       ) -> tuple[list[tuple[wire.Frame, float, bytes]], wire.Message | None]:
         """Everything waiting, up to max_batch frames; waits at most max_wait_ms for the batch to fill.
 
         A stream start or end ends the batch and is returned with it: it must reach the LSTM worker
         after the features of the frames sent before it (a file's last labels precede its end)."""
         settings = self.config.features
-        batch: list[tuple[wire.Frame, float]] = []
-        deadline = time.perf_counter() + settings.max_wait_ms / 1000
+        batch: list[tuple[wire.Frame, float, bytes]] = []
+        started = time.perf_counter()
+        deadline = started + settings.max_wait_ms / 1000
         while len(batch) < settings.max_batch:
             try:
                 parts = frames_in.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 remaining = deadline - time.perf_counter()
+                if self.credits is not None and self.credits.outstanding():  # frames called for are on their way
+                    remaining = max(remaining, started + CREDIT_FILL_S - time.perf_counter())
                 if remaining <= 0 or not batch or not frames_in.poll(remaining * 1000):
                     break
                 continue
             received = time.time()
+            identity = b""
+            if self.credits is not None:  # a ROUTER: the sending capture's identity comes first
+                identity, parts = parts[0].bytes, parts[1:]
             message = self._parse(parts)
-            if isinstance(message, wire.Frame):
-                batch.append((message, received))
+            if isinstance(message, wire.Hello) and self.credits is not None:
+                self.credits.hello(identity, message, time.monotonic())
+            elif isinstance(message, wire.Frame):
+                if self.credits is not None:
+                    self.credits.frame(identity, time.monotonic())
+                batch.append((message, received, identity))
             elif isinstance(message, (wire.StreamStart, wire.StreamEnd)):
                 return batch, message
             elif message is not None:
@@ -168,19 +213,24 @@ class FeatureWorker:
                                          f"needs {expected}; set capture.crop={self.preset.crop} "
                                          f"capture.resize={self.preset.resize}")
                 return None
-        elif isinstance(message, (wire.Feature, wire.FeatureBatch, wire.Label)):
+        elif isinstance(message, (wire.Feature, wire.FeatureBatch, wire.Label, wire.Credit)) or (
+                isinstance(message, wire.Hello) and self.credits is None):
             self.drop("kind", f"a {type(message).__name__} message arrived on the frames socket")
             return None
         return message
 
-    def _start(self, frames: list[tuple[wire.Frame, float]], wake) -> "Batch":
+    def _start(self, frames: list[tuple[wire.Frame, float, bytes]], wake) -> "Batch":
         started = time.time()
-        images = np.stack([frame.image for frame, _ in frames])
-        return Batch(frames, started, self.backend.submit(images, wake))
+        images = np.stack([frame.image for frame, _, _ in frames])
+        return Batch([(frame, received) for frame, received, _ in frames], started, self.backend.submit(images, wake),
+                     senders=[sender for _, _, sender in frames])
 
     def _collect_features(self, batch: "Batch") -> None:
         batch.features = batch.pending.result()
+        if self.config.features.slowdown > 1:  # a benchmark's stand-in for a slower machine: compute time x k
+            time.sleep((self.config.features.slowdown - 1) * (time.time() - batch.started))
         batch.cnn_ms = (time.time() - batch.started) * 1000  # from its start to its features (others ran beside)
+        self.eta_ms = batch.cnn_ms if not self.eta_ms else (1 - ETA_WEIGHT) * self.eta_ms + ETA_WEIGHT * batch.cnn_ms
         self.cnn_ms_total += batch.cnn_ms
         self.counters["batches"] += 1
         self.counters["frames"] += len(batch.frames)
@@ -199,6 +249,9 @@ class FeatureWorker:
                                    session=frame.session)
             features.append(feature)
         self._forward(features_out, wire.FeatureBatch(features))
+        if self.credits is not None:  # acknowledged with the next credit message to each capture
+            for (frame, _), sender in zip(batch.frames, batch.senders):
+                self.credits.finished(sender, frame.seq)
         for event in batch.after:
             self._forward(features_out, event)
 
@@ -219,6 +272,7 @@ class Batch:
     features: np.ndarray | None = None  # once done; sent when every earlier batch has been
     cnn_ms: float = 0.0
     after: list[wire.Message] = field(default_factory=list)  # stream start/end messages that follow these frames
+    senders: list[bytes] = field(default_factory=list)  # credit dispatch: each frame's capture (ROUTER identity)
 
 
 def _read_some(fd: int) -> bool:
@@ -229,7 +283,8 @@ def _read_some(fd: int) -> bool:
 
 
 def bind_frames_socket(context: zmq.Context, config: Config, max_message_bytes: int | None = None) -> zmq.Socket:
-    """The PULL socket the captures push frames into, with a small kernel receive buffer.
+    """The socket captures send frames into (a ROUTER with credit dispatch, a PULL with push), with a
+    small kernel receive buffer.
 
     ZeroMQ's high-water mark counts messages in its own queues; the TCP buffers under it are
     sized by the kernel (up to megabytes on loopback: ~50 frames of 224x224 per connection), and
@@ -238,7 +293,8 @@ def bind_frames_socket(context: zmq.Context, config: Config, max_message_bytes: 
     without endpoints and bound here.
     """
     settings = config.features
-    socket = make_socket(context, zmq.PULL, "", bind=True, security=config.security, hwm=settings.recv_hwm,
+    kind = zmq.ROUTER if config.capture.dispatch == "credit" else zmq.PULL
+    socket = make_socket(context, kind, "", bind=True, security=config.security, hwm=settings.recv_hwm,
                          max_message_bytes=max_message_bytes)
     if settings.recv_buffer_bytes > 0:
         socket.setsockopt(zmq.RCVBUF, settings.recv_buffer_bytes)

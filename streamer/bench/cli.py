@@ -126,6 +126,21 @@ def dashboard_cost(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def dispatch_comparison(args: argparse.Namespace, console: Console) -> int:
+    from streamer.bench import dispatch_compare
+
+    config = from_args(args)
+    variants = (dispatch_compare.slow_worker_variants(config, args.slow_worker) if args.slow_worker
+                else dispatch_compare.dispatch_variants(config))
+    result = dispatch_compare.measure(variants, list(args.source) or ["synthetic"] * args.streams, args.fps,
+                                      phase_s=args.phase_seconds, rounds=args.rounds, warmup_s=args.warmup,
+                                      console=console)
+    console.print(dispatch_compare.render(result))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=2))
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--streams", type=int, default=1, help="synthetic streams to run (ignored with --source)")
@@ -150,8 +165,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dashboard", action="store_true",
                         help="instead: throughput with and without one dashboard and one browser, alternating "
                              "phases of --phase-seconds in one run (streamer/bench/dashboard_cost.py)")
-    parser.add_argument("--phase-seconds", type=float, default=15.0, help="with --dashboard: seconds per phase")
-    parser.add_argument("--rounds", type=int, default=2, help="with --dashboard: pairs of phases (without, with)")
+    parser.add_argument("--dispatch", action="store_true",
+                        help="instead: credit dispatch against push dispatch, alternating phases of --phase-seconds, "
+                             "each a fresh pipeline (streamer/bench/dispatch_compare.py)")
+    parser.add_argument("--slow-worker", type=float, default=0.0, metavar="K",
+                        help="instead: one feature worker alone against two, the second K times slower "
+                             "(features.slowdown), credit dispatch, alternating phases")
+    parser.add_argument("--phase-seconds", type=float, default=15.0,
+                        help="with --dashboard, --dispatch, --slow-worker: seconds per phase")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --dashboard, --dispatch, --slow-worker: pairs of phases (reference, compared)")
     parser.add_argument("--browser", default="/usr/bin/chromium", help="with --dashboard: the Chromium to drive")
 
 
@@ -162,6 +185,8 @@ def main(args: argparse.Namespace) -> int:
     console = Console() if sys.stdout.isatty() else Console(width=160)
     if args.dashboard:
         return dashboard_cost(args, console)
+    if args.dispatch or args.slow_worker:
+        return dispatch_comparison(args, console)
     try:
         report = run_bench(args, console=console)
     except PipelineFailed as error:

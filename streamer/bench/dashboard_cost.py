@@ -22,12 +22,12 @@ import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 
-import numpy as np
 import zmq
 from rich.console import Console
 from rich.table import Table
 
 from configs.settings import ActionableError, Config
+from streamer.bench.phases import bracketed, median_or_none
 from streamer.bench.procfs import cpu_seconds
 from streamer.transport import wire
 from streamer.transport.sockets import StopFlag, free_port, make_socket
@@ -174,12 +174,11 @@ def measure(config: Config, sources: list[str], *, phase_s: float, rounds: int, 
 def ratios(phases: list[dict]) -> dict:
     """Throughput with / without: per phase with the dashboard against its two neighbours (median), and of the means."""
     rates = [p["labels_per_s"] for p in phases]
-    bracketed = [rates[i] / ((rates[i - 1] + rates[i + 1]) / 2) for i, p in enumerate(phases)
-                 if p["dashboard"] and 0 < i < len(phases) - 1 and rates[i - 1] + rates[i + 1] > 0]
+    ratios_with = bracketed(rates, [p["dashboard"] for p in phases])
     without = [rate for rate, p in zip(rates, phases) if not p["dashboard"]]
     with_ = [rate for rate, p in zip(rates, phases) if p["dashboard"]]
     of_means = (sum(with_) / len(with_)) / (sum(without) / len(without)) if with_ and sum(without) else None
-    return {"ratio_bracketed": bracketed, "ratio_median": float(np.median(bracketed)) if bracketed else None,
+    return {"ratio_bracketed": ratios_with, "ratio_median": median_or_none(ratios_with),
             "ratio_of_means": of_means}
 
 

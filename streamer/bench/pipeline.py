@@ -53,12 +53,17 @@ class PipelineFailed(RuntimeError):
 
 def run_pipeline(config: Config, sources: list[str], seconds: float, warmup: float, *, console: Console,
                  stop: StopFlag, startup_timeout: float = 180.0, memory_interval: float = 1.0,
-                 live: bool = True) -> tuple[Recorder, float, float, dict]:
-    """Start the pipeline, wait for it to warm up, measure `seconds`, stop it. Returns the records."""
+                 live: bool = True, child_sets: dict[str, list[str]] | None = None) -> tuple[Recorder, float, float, dict]:
+    """Start the pipeline, wait for it to warm up, measure `seconds`, stop it. Returns the records.
+
+    `child_sets`: `--set` overrides for single children by name (e.g. one slowed feature worker)."""
     from streamer.ops.supervisor import parse_source, pipeline_log_dir, prepare, supervise
 
     # ports taken, bad sources, unusable bundles: one clear error before starting
     children = prepare(config, sources, config_name="bench-config.toml")
+    for child in children:
+        for override in (child_sets or {}).get(child.name, []):
+            child.argv += ["--set", override]
     log_dir = pipeline_log_dir(config)
     streams = [parse_source(source, index)[0] for index, source in enumerate(sources)]
     recorder = Recorder(streams)

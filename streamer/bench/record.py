@@ -97,7 +97,7 @@ def _counter_delta(history: list[tuple[float, dict]], names: tuple[str, ...], t_
 
 
 CAPTURE_COUNTERS = ("frames_read", "frames_sent", "dropped_stale")
-FEATURE_COUNTERS = ("frames", "dropped", "batches")
+FEATURE_COUNTERS = ("frames", "dropped", "batches", "cnn_ms_total")
 LSTM_COUNTERS = ("labels", "dropped", "steps", "gaps")
 
 
@@ -143,11 +143,14 @@ def summarize(recorder: Recorder, t_start: float, t_end: float) -> dict:
     feature_processes = sorted(p for p in recorder.stats if p.startswith("features:"))
     feature_counts = {n: 0.0 for n in FEATURE_COUNTERS}
     feature_seconds = 0.0
+    by_worker = {}
     for process in feature_processes:
         counts, span, _ = _counter_delta(recorder.stats[process], FEATURE_COUNTERS, t_start, t_end)
         feature_seconds = max(feature_seconds, span)
         for k, v in counts.items():
             feature_counts[k] += v
+        by_worker[process] = {"frames": int(counts["frames"]), "batches": int(counts["batches"]),
+                              "mean_batch_ms": counts["cnn_ms_total"] / counts["batches"] if counts["batches"] else 0.0}
     lstm_counts, lstm_seconds, _ = _counter_delta(recorder.stats.get("lstm", []), LSTM_COUNTERS, t_start, t_end)
     dropped = {
         "capture_stale": int(sum(c["dropped_stale"] for c in captures)),
@@ -161,6 +164,9 @@ def summarize(recorder: Recorder, t_start: float, t_end: float) -> dict:
         "frames_processed": int(feature_counts["frames"]),
         "batches": int(feature_counts["batches"]),
         "mean_batch": feature_counts["frames"] / feature_counts["batches"] if feature_counts["batches"] else 0.0,
+        # a batch's start to its features, averaged over batches (others may have run beside it)
+        "mean_batch_ms": feature_counts["cnn_ms_total"] / feature_counts["batches"] if feature_counts["batches"] else 0.0,
+        "by_feature_worker": by_worker,
         "labels_published": int(lstm_counts["labels"]),
         "dropped": dropped,
         "processed_per_s": feature_counts["frames"] / feature_seconds if feature_seconds else 0.0,

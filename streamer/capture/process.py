@@ -6,8 +6,9 @@ Three threads with one job each:
 - the reader watches the connection: a source that breaks, or gives no frame for
   `capture.stall_timeout_s` (a camera that hangs with its socket open), is given up and opened
   again with capped exponential backoff, each time as a new `session` (a fresh window downstream);
-- the sender (main thread) waits until the socket can take a frame, takes the newest one,
-  applies the geometric half of the preset and pushes it; it also tells downstream when a
+- the sender (main thread) waits until a feature worker can take a frame (it granted a credit, or
+  with push dispatch the socket has room: streamer/capture/dispatch.py), takes the newest one,
+  applies the geometric half of the preset and sends it; it also tells downstream when a
   stream starts, is lost (`StreamEnd` "source lost") and ends.
 A slow consumer therefore makes a camera's frames drop (each counted), never makes latency grow.
 A file or folder is different: its frames are not going anywhere, so by default every sampled
@@ -38,7 +39,8 @@ from models.capture_preset import capture_preset, fit_capture
 from models.presets import geometric
 from streamer.transport import wire
 from streamer.runtime.logs import setup_logging
-from streamer.transport.sockets import StopFlag, make_socket, split_endpoints
+from streamer.transport.sockets import StopFlag, split_endpoints
+from streamer.capture.dispatch import CreditLink, PushLink
 from streamer.capture.sources import (SOURCE_VARIABLE, SourceError, SourceFrame, _redact, live_frames,
                                       monotonic_pacer, open_source, parse_spec, sampled_frames, scrub)
 from streamer.capture.previews import PreviewSender
@@ -200,13 +202,29 @@ def frames_endpoints(spec: str, stream: str, config: Config) -> list[str]:
     all go to one (picked by stream name, so several files spread over the workers), so its end follows
     its last frame through that worker: with two, the end could overtake the other's last batch."""
     endpoints = split_endpoints(config.endpoints.frames)
+    if kept_source(spec, config):
+        return [endpoints[zlib.crc32(stream.encode()) % len(endpoints)]]
+    return endpoints
+
+
+def kept_source(spec: str, config: Config) -> bool:
+    """Whether `spec` names a file or folder whose every frame is sent (known before it is opened)."""
     try:
         kind = parse_spec(spec).kind
     except SourceError:
-        return endpoints  # the reader reports what is wrong with the spec
-    if kind in ("file", "folder") and not config.capture.files_as_live:
-        return [endpoints[zlib.crc32(stream.encode()) % len(endpoints)]]
-    return endpoints
+        return False  # the reader reports what is wrong with the spec
+    return kind in ("file", "folder") and not config.capture.files_as_live
+
+
+def open_frame_link(context: zmq.Context, spec: str, stream: str, config: Config) -> CreditLink | PushLink:
+    """The capture's way to the feature workers, as `capture.dispatch` says."""
+    chosen = frames_endpoints(spec, stream, config)
+    if config.capture.dispatch == "push":
+        return PushLink(context, chosen, config)
+    endpoints = split_endpoints(config.endpoints.frames)
+    keep = kept_source(spec, config)
+    # Connected to every worker, so a file can move on when its worker dies; it starts at its own.
+    return CreditLink(context, endpoints, config, stream, keep, endpoints.index(chosen[0]) if keep else None)
 
 
 def _as_source_error(error: Exception, spec: str) -> SourceError:
@@ -366,13 +384,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     config = fit_capture(config).config  # (already resolved under `up` and the bench: no bundle read)
     preset = capture_preset(config)
     context = zmq.Context()
-    socket = make_socket(context, zmq.PUSH, "", bind=False, security=config.security, hwm=config.capture.send_hwm)
-    if config.capture.send_buffer_bytes > 0:
-        # A small kernel buffer keeps frames from queueing under ZeroMQ's high-water mark; it has to
-        # be set before connecting, so the endpoints are connected here.
-        socket.setsockopt(zmq.SNDBUF, config.capture.send_buffer_bytes)
-    for endpoint in frames_endpoints(spec, stream, config):
-        socket.connect(endpoint)
+    link = open_frame_link(context, spec, stream, config)
     previews = PreviewSender(context, config, stream) if config.capture.preview_fps > 0 else None
     slot = LatestSlot()
     reader = Reader(spec, config, slot, stop)
@@ -381,7 +393,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
     lost_session: int | None = None  # an outage not yet told downstream
     truth, truth_since = None, -1
     seq = 0
-    unsent: wire.Frame | None = None  # a file's frame the socket could not take yet: sent before any other
+    unsent: wire.Frame | None = None  # a file's frame the link could not take yet: sent before any other
     frame_session = -1
     linger_ms = 200  # how long the last messages may take to leave once we close
     last_stats = time.monotonic()
@@ -389,7 +401,7 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
 
     def counters() -> dict[str, float]:
         return {**reader.counters(), "frames_sent": sent, "dropped_stale": slot.dropped,
-                "send_failures": send_failures, **(previews.counters() if previews else {})}
+                "send_failures": send_failures, **link.counters(), **(previews.counters() if previews else {})}
 
     try:
         reader.start()
@@ -400,23 +412,23 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                 lost_session, _ = reader.outage_queue.get()
             if lost_session is not None:
                 # The LSTM worker drops the stream's state; the next session starts a fresh window.
-                if _send_quietly(socket, wire.StreamEnd(stream=stream, reason="source lost", t=time.time(),
-                                                        session=lost_session)):
+                if link.send_control(wire.StreamEnd(stream=stream, reason="source lost", t=time.time(),
+                                                    session=lost_session)):
                     lost_session = None
             elif announced_session != reader.session and reader.connected.is_set():
-                if _send_quietly(socket, wire.StreamStart(stream=stream, source=reader.description,
-                                                          fps=config.capture.fps, width=preset.crop,
-                                                          height=preset.crop, t=time.time())):
+                if link.send_control(wire.StreamStart(stream=stream, source=reader.description,
+                                                      fps=config.capture.fps, width=preset.crop,
+                                                      height=preset.crop, t=time.time())):
                     announced_session = reader.session
-            if not socket.poll(50, zmq.POLLOUT):
+            if not link.ready(50):
                 continue  # nobody can take a frame now: the reader keeps replacing the newest one
             if time.monotonic() - last_stats >= config.capture.stats_interval_s:
-                # Sent only when the socket has room, and the timer restarts only once it went out,
+                # Sent only when the link has room, and the timer restarts only once it went out,
                 # so a consumer that is far behind still gets every capture's counters.
-                if _send_quietly(socket, wire.Stats(process=process, t=time.time(), counters=counters())):
+                if link.send_control(wire.Stats(process=process, t=time.time(), counters=counters())):
                     last_stats = time.monotonic()
             if unsent is not None:
-                unsent = _send_kept(socket, unsent)
+                unsent = _send_kept(link, unsent)
                 if unsent is None:
                     sent += 1
                     seq += 1
@@ -434,11 +446,10 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
                                truth_since=truth_since, session=item.session,
                                stages={"preprocess": (time.perf_counter() - started) * 1000,
                                        "capture_wait": (time.time() - item.t_capture) * 1000})
-            try:
-                wire.send(socket, frame, flags=zmq.NOBLOCK)
+            if link.send_frame(frame):
                 sent += 1
                 seq += 1
-            except zmq.Again:
+            else:
                 send_failures += 1
                 if item.keep:
                     unsent = frame  # back-pressure: this frame waits, the connection waits behind it
@@ -453,12 +464,12 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         end = wire.StreamEnd(stream=stream, reason=reason, t=time.time(),
                              session=frame_session if frame_session >= 0 else reader.session)
         if reason == "source ended":  # after a file's last frame, however long that waits
-            _send_when_possible(socket, stats, stop)
-            _send_when_possible(socket, end, stop)
+            _send_when_possible(link, stats, stop)
+            _send_when_possible(link, end, stop)
             linger_ms = ENDED_LINGER_MS
         else:
-            _send_quietly(socket, stats)
-            _send_quietly(socket, end)
+            link.send_control(stats)
+            link.send_control(end)
         log.info("capture %s done (%s): %d read, %d sent, %d dropped", stream, reason, reader.frames_read, sent,
                  slot.dropped)
         if reader.stuck_exit or reader.crashed:
@@ -469,29 +480,20 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         reader.join(timeout=2.0)
         if previews:
             previews.close()
-        socket.close(linger=linger_ms)  # give the last messages a moment to leave
+        link.close(linger_ms)  # give the last messages a moment to leave
         context.term()
 
 
-def _send_kept(socket: zmq.Socket, frame: wire.Frame) -> wire.Frame | None:
+def _send_kept(link: CreditLink | PushLink, frame: wire.Frame) -> wire.Frame | None:
     """Try again to send a frame that must not be dropped; None once it went out."""
-    return None if _send_quietly(socket, frame) else frame
+    return None if link.send_frame(frame) else frame
 
 
-def _send_when_possible(socket: zmq.Socket, message, stop: StopFlag) -> None:
-    """Wait for room on the socket (until stopped), then send."""
+def _send_when_possible(link: CreditLink | PushLink, message, stop: StopFlag) -> None:
+    """Wait until every frame sent is taken care of (until stopped), then send."""
     while not stop:
-        if socket.poll(100, zmq.POLLOUT) and _send_quietly(socket, message):
+        if link.settled(100) and link.send_control(message):
             return
-
-
-def _send_quietly(socket: zmq.Socket, message) -> bool:
-    """Control messages are best effort: False when nobody can take one right now."""
-    try:
-        wire.send(socket, message, flags=zmq.NOBLOCK)
-        return True
-    except zmq.Again:
-        return False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

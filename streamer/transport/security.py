@@ -1,7 +1,7 @@
 """ZeroMQ CURVE: encryption and authentication for every TCP socket, and `run.py keys`.
 
 With `security.curve = true`, every socket `make_socket` builds is a CURVE socket:
-- the binding side of each link (feature worker frames PULL, LSTM features PULL and labels PUB) is
+- the binding side of each link (feature worker frames ROUTER or PULL, LSTM features PULL and labels PUB) is
   the CURVE *server*: it holds `server.key_secret`, and a ZAP authenticator in its process lets in
   only clients whose public key is in `allowed/`;
 - every connecting side (captures, feature workers' PUSH, the supervisor, dashboards) is a CURVE
@@ -12,7 +12,7 @@ Key folder (`security.keys_dir`), made by `python run.py keys`:
     clients/NAME.key, NAME.key_secret     one pair per client ("client" for this host's processes)
     allowed/NAME.key                      the pipeline's own keys: may push frames and features, and subscribe
     subscribers/NAME.key                  dashboards' keys: may subscribe to labels, never push
-Roles are checked per socket: the PULL sockets (frames, features) ask the ZAP domain "push", the
+Roles are checked per socket: the receiving sockets (frames, features) ask the ZAP domain "push", the
 labels PUB socket asks "subscribe". To let in a dashboard on another machine:
 `run.py keys --subscriber bob`, copy `server.key` and `clients/bob.key_secret` there, run it with
 `--set security.client_key=bob`. To revoke a key, delete its file: the allow-lists are read again

@@ -1,7 +1,8 @@
 """Making ZeroMQ sockets the same way everywhere: endpoints, limits, linger, and CURVE security.
 
 An endpoint is one string per socket (`tcp://127.0.0.1:5555`); a comma-separated list means
-"connect to each" (a capture pushing to several feature workers). Every receiving socket gets a
+"connect to each" (a capture pushing to several feature workers; with credit dispatch a capture
+makes one DEALER per worker instead, so it knows whose credit it spends). Every receiving socket gets a
 maximum message size, so a peer that declares a huge message is disconnected instead of
 exhausting memory. Binding anywhere but loopback without CURVE prints a warning.
 """
@@ -77,18 +78,18 @@ def make_socket(context: zmq.Context, kind: int, endpoints: str, *, bind: bool, 
 def _configure(socket: zmq.Socket, kind: int, *, bind: bool, security: Security, hwm: int | None,
                curve_server: bool, max_message_bytes: int | None) -> None:
     socket.setsockopt(zmq.LINGER, 0)  # never hang on exit with unsent messages
-    if kind in (zmq.PULL, zmq.SUB, zmq.XSUB):
+    if kind in (zmq.PULL, zmq.SUB, zmq.XSUB, zmq.ROUTER, zmq.DEALER):
         if max_message_bytes is None:
             subscriber = kind in (zmq.SUB, zmq.XSUB)
             max_message_bytes = security.max_label_message_bytes if subscriber else security.max_message_bytes
         # Per message part: a bigger one makes ZeroMQ drop the connection before allocating it.
         socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
-    if kind == zmq.PUSH and not bind:
+    if kind in (zmq.PUSH, zmq.DEALER) and not bind:
         # Queue only for peers that are really connected: while a worker is down its share of
         # frames is not parked in a dead pipe (to arrive stale later), the send fails and is counted.
         socket.setsockopt(zmq.IMMEDIATE, 1)
     if hwm is not None:
-        sending = kind in (zmq.PUSH, zmq.PUB)
+        sending = kind in (zmq.PUSH, zmq.PUB, zmq.DEALER)  # a capture's DEALER: frames out, credits in
         if security.curve and not sending and hwm < 2:
             # libzmq 4.3.5 with a ZAP authenticator never delivers a message into a receive queue of
             # one (checked on loopback: 2 sent, 0 received; 2 and more work). Keep the latest-frame

@@ -13,6 +13,10 @@ A message is multipart: `[topic?, header, buffer?]`.
 An `assignment` (a cluster cell to its LSTM worker: its streams and the epoch from which they are
 its own) travels only the features socket, like stats; labels carry that `epoch`.
 
+On a feature worker's frames ROUTER (credit dispatch) ZeroMQ puts the sending capture's identity
+before these parts; the worker takes it off before `unpack`. `hello` and `credit` messages
+(headers only) are the credit dispatch's own: streamer/capture/dispatch.py, workers/credits.py.
+
 Never pickle: a peer can only make us allocate what a checked header allows.
 Everything that sends or receives imports this module; nothing else knows the layout.
 """
@@ -62,8 +66,12 @@ PREVIEW = "preview"
 ACTIVITY = "activity"
 FEATURE_BATCH = "feature_batch"
 ASSIGNMENT = "assignment"
-KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW, ACTIVITY, FEATURE_BATCH, ASSIGNMENT)
+HELLO = "hello"
+CREDIT = "credit"
+KINDS = (FRAME, FEATURE, LABEL, STATS, STREAM_START, STREAM_END, PREVIEW, ACTIVITY, FEATURE_BATCH, ASSIGNMENT, HELLO,
+         CREDIT)
 MAX_BATCH_ITEMS = 4096  # features in one feature_batch message
+MAX_CREDITS = 4096  # credits one hello may ask for, or one credit message may grant
 
 
 class StreamNameError(ActionableError, ValueError):
@@ -196,7 +204,33 @@ class Assignment:
     streams: list[str]
 
 
-Message = Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview | Activity | FeatureBatch | Assignment
+@dataclass
+class Hello:
+    """Capture -> feature worker (credit dispatch): here I am, and how many frames I could send at once.
+
+    Sent when a capture connects and then every half lease, so a restarted worker learns of it."""
+
+    stream: str
+    want: int  # credits the capture can use at once (a camera 1: only its newest frame; a file more)
+    t: float
+
+
+@dataclass
+class Credit:
+    """Feature worker -> one capture (credit dispatch): send `grant` more frames, each within `lease_ms`.
+
+    Also the worker's heartbeat and acknowledgements: `done` are the sequence numbers of this
+    capture's frames whose features have left for the LSTM worker since the last credit message."""
+
+    worker: int  # a random id per worker process: a new one means the worker restarted
+    grant: int  # frames the capture may send now (0: a heartbeat)
+    lease_ms: float  # an unused credit expires this long after it was granted
+    eta_ms: float  # the worker's recent time from starting a batch to its features (0: none yet)
+    done: list[int] = field(default_factory=list)
+
+
+Message = (Frame | Feature | Label | Stats | StreamStart | StreamEnd | Preview | Activity | FeatureBatch | Assignment
+           | Hello | Credit)
 
 
 # ---------------------------------------------------------------------------------- packing
@@ -312,6 +346,12 @@ def _header_and_buffer(message: Message) -> tuple[dict, object | None]:
     if isinstance(message, Assignment):
         return {"v": SCHEMA_VERSION, "kind": ASSIGNMENT, "cell": message.cell, "epoch": message.epoch,
                 "streams": list(message.streams)}, None
+    if isinstance(message, Hello):
+        return {"v": SCHEMA_VERSION, "kind": HELLO, "stream": message.stream, "want": message.want,
+                "t": message.t}, None
+    if isinstance(message, Credit):
+        return {"v": SCHEMA_VERSION, "kind": CREDIT, "worker": message.worker, "grant": message.grant,
+                "lease_ms": message.lease_ms, "eta_ms": message.eta_ms, "done": list(message.done)}, None
     raise TypeError(f"cannot pack {type(message).__name__}")
 
 
@@ -364,6 +404,10 @@ def unpack(parts: list) -> Message:
                          session=_int(header, "session"))
     if kind == ASSIGNMENT:
         return _assignment(header)
+    if kind == HELLO:
+        return Hello(stream=_stream(header), want=_count(header, "want"), t=_number(header, "t"))
+    if kind == CREDIT:
+        return _credit(header)
     return _activity(header)
 
 
@@ -372,7 +416,7 @@ def unpack_published(parts: list) -> Message:
     if len(parts) < 2:
         raise WireError("parts", "a published message has a topic and a header")
     message = unpack(parts[1:])
-    if isinstance(message, (Frame, Feature, FeatureBatch, Assignment)):
+    if isinstance(message, (Frame, Feature, FeatureBatch, Assignment, Hello, Credit)):
         raise WireError("kind", f"{type(message).__name__} messages are never published")
     if _bytes(parts[0]) != topic_for(message):
         raise WireError("topic", "topic does not match the message inside")
@@ -505,6 +549,25 @@ def _activity(header: dict) -> Activity:
                     confidence=_number(header, "confidence"), start_seq=_seq_field(header, "start_seq"),
                     start_t=_number(header, "start_t"), end_seq=_seq_field(header, "end_seq"),
                     end_t=_number(header, "end_t"))
+
+
+def _credit(header: dict) -> Credit:
+    done = header.get("done")
+    if not isinstance(done, list) or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**62
+                                             for s in done):
+        raise WireError("field", "done must be a list of sequence numbers")
+    lease_ms, eta_ms = _number(header, "lease_ms"), _number(header, "eta_ms")
+    if lease_ms <= 0 or eta_ms < 0:
+        raise WireError("field", f"lease_ms must be > 0 and eta_ms >= 0, got {lease_ms} and {eta_ms}")
+    return Credit(worker=_int(header, "worker"), grant=_count(header, "grant"), lease_ms=lease_ms, eta_ms=eta_ms,
+                  done=done)
+
+
+def _count(header: dict, key: str) -> int:
+    value = _int(header, key)
+    if not 0 <= value <= MAX_CREDITS:
+        raise WireError("field", f"{key} must be 0..{MAX_CREDITS}, got {value}")
+    return value
 
 
 def _seq_field(header: dict, key: str) -> int:

@@ -99,7 +99,7 @@ def attack(features: str, frames: str, victim: str) -> dict[str, int]:
     huge.send_multipart([b"\xdd" + (4_000_000).to_bytes(4, "big") + b"\x80" * 4_000_000])
     huge.close(linger=2000)
 
-    frames_push = context.socket(zmq.PUSH)
+    frames_push = context.socket(zmq.DEALER)  # the feature worker's frames socket is a ROUTER
     frames_push.connect(frames)
     for seq in range(20):
         frames_push.send_multipart([msgpack.packb(header(

@@ -34,7 +34,7 @@ def feature_worker_with(zmq_context: zmq.Context, backend) -> Iterator[tuple[Fea
     stop = StopFlag()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
-    frames_out = zmq_context.socket(zmq.PUSH)
+    frames_out = zmq_context.socket(zmq.DEALER)  # frames without credit, as a capture that never said hello
     frames_out.connect(endpoints["frames"])
     try:
         yield worker, Feed(frames_out, features_in)

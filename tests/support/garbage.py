@@ -49,6 +49,9 @@ _not_number_map = st.one_of(
     st.dictionaries(st.text(max_size=4), st.one_of(st.text(max_size=4), st.none(), st.booleans(),
                                                    st.lists(_int, max_size=2)), min_size=1, max_size=3))
 _not_bool = st.one_of(_int, st.none(), st.text(max_size=5), st.floats())
+_not_seqs = st.one_of(_int, st.text(max_size=5), st.none(), st.lists(st.text(max_size=3), min_size=1, max_size=2),
+                      st.lists(st.integers(-2**40, -1), min_size=1, max_size=2), st.lists(_big_int, min_size=1, max_size=2))
+_not_count = st.one_of(_not_int, st.integers(-2**40, -1), st.integers(wire.MAX_CREDITS + 1, 2**40))
 _not_top_k = st.one_of(_int, st.text(max_size=5), st.none(),
                        st.sampled_from([[["a"]], [[1, 0.5]], [["a", "x"]], [["a", 0.5, 1]], ["a"], [None]]))
 
@@ -69,9 +72,12 @@ FIELDS = {
     wire.ACTIVITY: {"event": "str", "label": "str", "confidence": "number", "start_seq": "int", "start_t": "number",
                     "end_seq": "int", "end_t": "number"},
     wire.ASSIGNMENT: {"epoch": "int"},  # `cell` and `streams` have reasons of their own
+    wire.HELLO: {"want": "count", "t": "number"},
+    wire.CREDIT: {"worker": "int", "grant": "count", "lease_ms": "number", "eta_ms": "number", "done": "seqs"},
 }
 _WRONG = {"int": _not_int, "number": _not_number, "str": _not_str, "optional_str": _not_optional_str,
-          "number_map": _not_number_map, "bool": _not_bool, "top_k": _not_top_k, "optional_int": _not_int}
+          "number_map": _not_number_map, "bool": _not_bool, "top_k": _not_top_k, "optional_int": _not_int,
+          "count": _not_count, "seqs": _not_seqs}
 
 
 def valid_header(kind: str, stream: str = "cam0", side: int = FRAME_SIDE, dim: int = FEATURE_DIM) -> dict:
@@ -95,8 +101,13 @@ def valid_header(kind: str, stream: str = "cam0", side: int = FRAME_SIDE, dim: i
     if kind == wire.ACTIVITY:
         return {"v": 1, "kind": kind, "stream": stream, "event": "start", "label": "a", "confidence": 0.5,
                 "start_seq": 1, "start_t": 1.0, "end_seq": 2, "end_t": 1.5}
-    if kind == wire.ASSIGNMENT:
-        return {"v": 1, "kind": kind, "cell": "cell-0", "epoch": 2, "streams": [stream, stream + "b"]}
+    wire.ASSIGNMENT: {"epoch": "int"},  # `cell` and `streams` have reasons of their own
+    wire.HELLO: {"want": "count", "t": "number"},
+    wire.CREDIT: {"worker": "int", "grant": "count", "lease_ms": "number", "eta_ms": "number", "done": "seqs"},
+}
+_WRONG = {"int": _not_int, "number": _not_number, "str": _not_str, "optional_str": _not_optional_str,
+          "number_map": _not_number_map, "bool": _not_bool, "top_k": _not_top_k, "optional_int": _not_int,
+          "count": _not_count, "seqs": _not_seqs}
     return {"v": 1, "kind": kind, "stream": stream, "reason": "r", "t": 1.0, "session": 1}
 
 
@@ -252,10 +263,10 @@ def misrouted(socket: str):
     if socket == "frames":
         wrong_size = _well_formed((wire.FRAME,)).filter(lambda m: m[0]["shape"][:2] != [FRAME_SIDE, FRAME_SIDE])
         return st.one_of(wrong_size.map(lambda m: (_parts(*m), "frame_size")),
-                         _well_formed((wire.FEATURE, wire.LABEL)).map(lambda m: (_parts(*m), "kind")))
+                         _well_formed((wire.FEATURE, wire.LABEL, wire.CREDIT)).map(lambda m: (_parts(*m), "kind")))
     wrong_dim = _well_formed((wire.FEATURE,)).filter(lambda m: m[0]["dim"] != FEATURE_DIM)
     return st.one_of(wrong_dim.map(lambda m: (_parts(*m), "feature_size")),
-                     _well_formed((wire.FRAME, wire.LABEL)).map(lambda m: (_parts(*m), "kind")))
+                     _well_formed((wire.FRAME, wire.LABEL, wire.HELLO, wire.CREDIT)).map(lambda m: (_parts(*m), "kind")))
 
 
 def invalid(socket: str):

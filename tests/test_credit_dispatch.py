@@ -1,0 +1,118 @@
+"""Credit dispatch between captures and feature workers, with real processes and sockets.
+
+- Two feature workers, one slowed ten times (`features.slowdown`), three synthetic cameras: the
+  fast worker takes most frames (its credits come back sooner and the cameras leave the slow
+  one's unused), and every frame sent is accounted for.
+- `kill -9` of one of two feature workers while cameras stream (its restart held back): labels of
+  frames captured after the kill keep coming on every stream, and each capture counts the worker
+  as gone once its lease ran out, so no credit of it strands a frame.
+- `kill -9` of the only feature worker in the middle of a file: `up` restarts it, the capture sends
+  the frames the dead worker never acknowledged again, and every frame gets exactly one label.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import zmq
+
+from streamer.transport import wire
+from tests.support.clips import write_opencv
+from tests.support.pipeline import FAST, Listener, Pipeline, free_endpoints, is_label, is_stats, run_py, stop_process
+
+CAMERAS = 3
+
+
+def _counters(features_in: zmq.Socket, seconds: float) -> dict[str, dict[str, float]]:
+    """The newest stats of every process that reached the features socket within `seconds`."""
+    stats: dict[str, dict[str, float]] = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if features_in.poll(200):
+            message = wire.unpack(features_in.recv_multipart())
+            if isinstance(message, wire.Stats):
+                stats[message.process] = message.counters
+    return stats
+
+
+def test_the_fast_worker_takes_most_frames_from_a_slow_one(tmp_path, zmq_context):
+    fast, slow, features = free_endpoints(), free_endpoints(), free_endpoints()["features"]
+    features_in = zmq_context.socket(zmq.PULL)  # stands in for the LSTM worker
+    features_in.bind(features)
+    common = FAST + [f"endpoints.features={features}", "capture.fps=30"]
+    processes = [run_py(["features", "--name", "fast"], common + [f"endpoints.frames={fast['frames']}"],
+                        tmp_path / "fast.log"),
+                 run_py(["features", "--name", "slow"], common + [f"endpoints.frames={slow['frames']}",
+                                                                 "features.slowdown=10"], tmp_path / "slow.log")]
+    try:
+        for index in range(CAMERAS):
+            processes.append(run_py(["capture", "--source", f"synthetic:{index}", "--stream", f"cam{index}"],
+                                    common + [f"endpoints.frames={fast['frames']},{slow['frames']}"],
+                                    tmp_path / f"capture{index}.log"))
+        stats: dict[str, dict[str, float]] = {}
+        deadline = time.monotonic() + 120
+        while stats.get("features:fast", {}).get("frames", 0) < 300:
+            assert time.monotonic() < deadline, f"too few frames processed: {stats}"
+            stats.update(_counters(features_in, 1.0))
+        stats.update(_counters(features_in, 2.0))
+    finally:
+        for process in processes:
+            stop_process(process)
+        features_in.close(linger=0)
+    fast_frames, slow_frames = stats["features:fast"]["frames"], stats["features:slow"].get("frames", 0)
+    assert fast_frames >= 4 * slow_frames, stats
+    assert stats["features:fast"]["credits_granted"] > 0 and stats["features:slow"]["credits_granted"] > 0, stats
+    for index in range(CAMERAS):
+        capture = stats[f"capture:cam{index}"]
+        assert capture["frames_sent"] > 0 and capture["credits_received"] > 0, capture
+    print(f"\nframes: fast worker {fast_frames:.0f}, slow (10x) worker {slow_frames:.0f}")
+
+
+def test_a_killed_worker_strands_no_frame_labels_keep_coming_from_the_other(tmp_path):
+    # The killed worker stays down for the whole test: labels can only come through the other one.
+    sets = ["supervisor.feature_workers=2", "supervisor.restart_delay_s=120", "supervisor.restart_max_delay_s=120",
+            "capture.fps=15"]
+    streams = [f"cam{index}" for index in range(CAMERAS)]
+    with Pipeline(tmp_path, [f"{s}=synthetic:{i}" for i, s in enumerate(streams)], sets) as pipeline, \
+            Listener(pipeline.endpoints["labels"]) as listener:
+        for stream in streams:
+            listener.wait_for(is_label(stream), 120, f"a label of {stream}", since=0, pipeline=pipeline)
+        killed_at = time.time()
+        os.kill(pipeline.pid("features:0"), signal.SIGKILL)
+        after = time.monotonic()
+        for stream in streams:
+            listener.wait_for(lambda m, s=stream: is_label(s)(m) and m.t_capture > killed_at + 1, 60,
+                              f"a label of {stream} captured after the kill", since=after, pipeline=pipeline)
+            # Gone once silent for 5 leases (features.credit_lease_s = 1 s): the captures stop counting on it.
+            listener.wait_for(is_stats(f"capture:{stream}", lambda c: c.get("workers_lost", 0) >= 1), 60,
+                              f"capture:{stream} counting the killed worker as gone", since=after, pipeline=pipeline)
+        late = time.monotonic()
+        for stream in streams:  # and labels still come, well after the killed worker's credits expired
+            listener.wait_for(is_label(stream), 30, f"a label of {stream} after the lease", since=late,
+                              pipeline=pipeline)
+        assert "features:0 died (killed by SIGKILL)" in pipeline.log()
+
+
+def test_a_file_loses_no_frame_when_its_worker_is_killed(tmp_path):
+    frames = 900
+    clip = write_opencv(tmp_path / "long.avi", "MJPG", 160, 120, 15, frames)
+    with Pipeline(tmp_path / "up", [f"long={clip}"], ["capture.fps=15"]) as pipeline, \
+            Listener(pipeline.endpoints["labels"], topics=(b"label/", b"event/", b"stats/")) as listener:
+        listener.wait_for(is_label("long"), 120, "a label of the file", since=0, pipeline=pipeline)
+        os.kill(pipeline.pid("features:0"), signal.SIGKILL)
+        deadline = time.monotonic() + 240
+        while pipeline.process.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"run.py up did not stop by itself:\n{pipeline.log_tails()}")
+            listener.pump(0.5)
+        listener.pump(1.0)
+    seqs = [item.message.seq for item in listener.labels("long")]
+    assert "features:0 died (killed by SIGKILL)" in pipeline.log()
+    assert seqs == list(range(frames)), f"{len(seqs)} labels for {frames} frames\n{pipeline.log_tails()}"
+    capture = listener.stats["capture:long"]
+    assert capture["frames_resent"] > 0 and capture["workers_lost"] >= 1, capture  # the kill came mid-file
+    print(f"\nfile of {frames} frames, worker killed mid-file: every frame labelled once; "
+          f"{capture.get('frames_resent', 0):.0f} frames sent again")
