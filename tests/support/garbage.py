@@ -101,13 +101,12 @@ def valid_header(kind: str, stream: str = "cam0", side: int = FRAME_SIDE, dim: i
     if kind == wire.ACTIVITY:
         return {"v": 1, "kind": kind, "stream": stream, "event": "start", "label": "a", "confidence": 0.5,
                 "start_seq": 1, "start_t": 1.0, "end_seq": 2, "end_t": 1.5}
-    wire.ASSIGNMENT: {"epoch": "int"},  # `cell` and `streams` have reasons of their own
-    wire.HELLO: {"want": "count", "t": "number"},
-    wire.CREDIT: {"worker": "int", "grant": "count", "lease_ms": "number", "eta_ms": "number", "done": "seqs"},
-}
-_WRONG = {"int": _not_int, "number": _not_number, "str": _not_str, "optional_str": _not_optional_str,
-          "number_map": _not_number_map, "bool": _not_bool, "top_k": _not_top_k, "optional_int": _not_int,
-          "count": _not_count, "seqs": _not_seqs}
+    if kind == wire.ASSIGNMENT:
+        return {"v": 1, "kind": kind, "cell": "cell-0", "epoch": 2, "streams": [stream, stream + "b"]}
+    if kind == wire.HELLO:
+        return {"v": 1, "kind": kind, "stream": stream, "want": 1, "t": 1.0}
+    if kind == wire.CREDIT:
+        return {"v": 1, "kind": kind, "worker": 7, "grant": 2, "lease_ms": 1000.0, "eta_ms": 30.0, "done": [1, 2]}
     return {"v": 1, "kind": kind, "stream": stream, "reason": "r", "t": 1.0, "session": 1}
 
 
