@@ -131,7 +131,8 @@ def test_train_cnn_checkpoint_rebuilds_and_curves_are_written(pipeline):
     assert checkpoint.classes == list(ACTIVITIES)
     assert (checkpoint.preset.resize, checkpoint.preset.crop) == (64, 64)
     assert checkpoint.metrics["epoch"] == trained.best.epoch
-    assert checkpoint.metrics["test_accuracy"] == pytest.approx(trained.best.test_accuracy)
+    assert checkpoint.metrics["validation_accuracy"] == pytest.approx(trained.best.validation_accuracy)
+    assert checkpoint.metrics["test_accuracy"] == pytest.approx(trained.test_accuracy)
     with torch.no_grad():
         output = checkpoint.model.eval()(torch.randn(2, 3, 64, 64))
     assert output.shape == (2, len(ACTIVITIES)) and torch.allclose(output.exp().sum(1), torch.ones(2), atol=1e-5)
@@ -140,7 +141,9 @@ def test_train_cnn_checkpoint_rebuilds_and_curves_are_written(pipeline):
     history = json.loads((work_dir / "cnn_history.json").read_text())
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
     log = text(pipeline["consoles"]["train_cnn"])
-    assert "train loss" in log and "test acc" in log and "2/2" in log
+    assert "train loss" in log and "val acc" in log and "2/2" in log
+    assert "by validation accuracy" in log and "scored once" in log
+    assert history["test_accuracy"] == pytest.approx(trained.test_accuracy)
 
 
 def test_extract_writes_one_feature_tensor_per_video(pipeline):
@@ -176,7 +179,10 @@ def test_train_lstm_writes_a_loadable_bundle(pipeline):
     copied = work_dir / "out" / "bundle.pt"
     assert copied.read_bytes() == trained.bundle.read_bytes()
     assert (work_dir / "lstm_curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert bundle.load_lstm(work_dir / "lstm.pt").metrics["epoch"] == trained.best.epoch
+    metrics = bundle.load_lstm(work_dir / "lstm.pt").metrics
+    assert metrics["epoch"] == trained.best.epoch
+    assert metrics["validation_window_accuracy"] == pytest.approx(trained.best.validation_accuracy)
+    assert metrics["test_window_accuracy"] == pytest.approx(trained.test_window_accuracy)
 
 
 def test_windows_cover_each_video_with_the_stride(pipeline):
