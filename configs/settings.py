@@ -227,7 +227,7 @@ class LstmRecipe:
     input_dropout: float = 0.5
     # training only: share of windows resampled at a random speed with random drops (models/temporal_augment.py)
     augment_share: float = 0.75
-    # slowest resampling speed (0.2: an activity 5x slower than in the clips; features interpolated)
+    # slowest resampling speed (0.2: an activity 5x slower than in the clips; the trend interpolated, noise kept)
     augment_min_speed: float = 0.2
     # fastest resampling speed (1.25: 25% faster than in the clips)
     augment_max_speed: float = 1.25

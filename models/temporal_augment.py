@@ -7,8 +7,10 @@ therefore also taken from the clip replayed at a random speed with random drops:
 
     positions p_0 = phase, p_{i+1} = p_i + speed * (1 + frames dropped after p_i)
 
-(fractional positions; the features there are interpolated linearly between the two nearest
-frames, so a speed below 1 shows the same change spread over more frames). The speed is drawn
+(fractional positions: the clip's slow trend, a 5-frame moving average, is interpolated linearly
+between the two nearest frames, so a speed below 1 shows the same change spread over more frames,
+and each replayed frame gets the frame-to-frame noise of a random frame of the clip, as a real
+slow clip is as noisy per frame as a fast one). The speed is drawn
 log-uniformly from [min_speed, max_speed], each window's drop rate uniformly from [0, drop_rate].
 The LSTM's inputs (features or differences, models/sequence_inputs.py) are computed on the
 resampled sequence, as the live worker computes them on the frames that arrived.

@@ -7,7 +7,9 @@ speed with random drops (models/temporal_augment.py), so a window stands for a s
 a count of frames. The best epoch by validation window accuracy (groups carved out of the training
 list, models/validation.py; plain windows plus, with augmentation, as many replayed ones drawn once)
 is saved with `save_lstm` to <work_dir>/lstm.pt (curves lstm_curves.png, figures lstm_history.json)
-and scored once on the test split's windows; then cnn.pt + lstm.pt are joined, with the capture
+and scored once on the test split's windows. The activity segments' thresholds are then chosen on
+the validation clips joined into a stream (models/activity_tuning.py; printed and stored in the
+checkpoint's metrics, `activity`). Then cnn.pt + lstm.pt are joined, with the capture
 they were trained for (`capture_trained_for`), into <work_dir>/bundle.pt, whose model id is printed, and the bundle is copied to --bundle-out (by
 default artifacts/bundle.pt, what the live workers load).
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -29,6 +31,7 @@ from configs.exit_codes import ExitCode
 from configs.settings import DEFAULT_BUNDLE, Config, LstmRecipe, from_args
 from models.stage_options import train_lstm as add_arguments  # noqa: F401 - run.py reads it
 from models import bundle
+from models.activity_tuning import tune_activity, tuned_sentence
 from models.extract import feature_path, load_features
 from models.files import write_atomically
 from models.frames import FramesError, prepared_videos, read_manifest
@@ -226,6 +229,10 @@ def train_lstm(config: Config, bundle_out: Path | None = Path(DEFAULT_BUNDLE), c
                precision=precision, report=report, on_best=save, progress=progress)
     test = score_test_once(model, test_loader, to_device, device, precision, "train-lstm", "window", console)
     test = {"test_loss": test["test_loss"], "test_window_accuracy": test["test_accuracy"]}
+    tuned, configured = tune_activity(model, recipe.window, inputs, classes, validation_videos, config.activity,
+                                      seed=recipe.seed)
+    console.print(f"train-lstm: {tuned_sentence(tuned, configured)}", soft_wrap=True)
+    test["activity"] = {**asdict(tuned.settings), "score": tuned.score, "configured_score": configured.score}
     if best is not None:
         save(best, test)
     seconds = time.perf_counter() - started

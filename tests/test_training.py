@@ -314,3 +314,21 @@ def test_channel_dropout_drops_whole_channels_and_keeps_the_mean():
     assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # same channels at every step
     assert set(dropped.unique().tolist()) == {0.0, 2.0}
     assert dropped.mean().item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_validation_groups_come_out_of_the_training_list_apart_from_test(pipeline):
+    from models.validation import carve_validation
+
+    work_dir, config = pipeline["work_dir"], pipeline["config"]
+    _, train_list = prepared_videos(work_dir, "train")
+    _, test_list = prepared_videos(work_dir, "test")
+    train, validation = carve_validation(train_list, config.data.validation_fraction)
+    groups = {name: {video.group for video in videos}
+              for name, videos in (("train", train), ("validation", validation), ("test", test_list))}
+    assert groups["validation"] and groups["train"] and all(groups.values())
+    assert not groups["validation"] & groups["train"] and not groups["validation"] & groups["test"]
+    assert {v.key for v in validation} <= {v.key for v in train_list}
+    assert "validation" in text(pipeline["consoles"]["train_lstm"])
+    tuned = bundle.load_lstm(work_dir / "lstm.pt").metrics["activity"]
+    assert set(tuned) >= {"ema_alpha", "enter", "leave", "min_frames", "score", "configured_score"}
+    assert tuned["score"] >= tuned["configured_score"]
