@@ -200,7 +200,7 @@ class CnnRecipe:
     mixed_precision: bool = True
     # training frames drawn at random each epoch (0: every training frame once per epoch)
     frames_per_epoch: int = 0
-    # after each epoch, test on every k-th test frame (`evaluate` always scores every frame)
+    # score every k-th frame: of the validation split after each epoch, of the test split once at the end
     test_frame_stride: int = 1
     # seed for weight init and shuffling, so runs repeat
     seed: int = 0
@@ -232,6 +232,14 @@ class LstmRecipe:
     inputs: SequenceInputsChoice = "differences"
     # training only: zero this fraction of a window's input channels (same channels at every step)
     input_dropout: float = 0.5
+    # training only: share of windows resampled at a random speed with random drops (models/temporal_augment.py)
+    augment_share: float = 0.75
+    # slowest resampling speed (0.2: an activity 5x slower than in the clips; the trend interpolated, noise kept)
+    augment_min_speed: float = 0.2
+    # fastest resampling speed (1.25: 25% faster than in the clips)
+    augment_max_speed: float = 1.25
+    # highest chance that a frame is dropped after each kept one (each window draws its rate up to this)
+    augment_drop_rate: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -248,6 +256,8 @@ class Data:
     resize: int = 256
     # side of the square center crop taken after resizing, pixels, in training (carried by the bundle)
     crop: int = 224
+    # share of the training list's groups held out to choose epochs and thresholds (whole groups, highest-numbered)
+    validation_fraction: float = 0.15
 
 
 @dataclass(frozen=True)

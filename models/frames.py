@@ -36,6 +36,7 @@ class PreparedVideo:
     split: str
     frames: int
     directory: Path
+    group: int = 0  # UCF101 group (actor/setting); 0 when unknown
 
 
 def frames_dir(work_dir: Path) -> Path:
@@ -68,7 +69,7 @@ def prepared_videos(work_dir: Path, split: str) -> tuple[list[str], list[Prepare
     classes = list(manifest["classes"])
     root = frames_dir(work_dir)
     videos = [PreparedVideo(key=key, class_name=entry["class"], split=entry["split"], frames=int(entry["frames"]),
-                            directory=root / key)
+                            directory=root / key, group=int(entry.get("group") or 0))
               for key, entry in sorted(manifest["videos"].items())
               if entry["split"] == split and entry["class"] in classes and int(entry["frames"]) > 0]
     if not videos:

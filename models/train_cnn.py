@@ -2,8 +2,9 @@
 
 FrameCNN (ResNet-18, last layer 512 -> classes) trained on single frames with NLL loss on its
 log-softmax and Adam; ImageNet start with cnn.weights = "imagenet" (file must be on this machine,
-see models/pretrained.py), from scratch with "none". The best epoch by test accuracy is saved with
-`models.bundle.save_cnn` to <work_dir>/cnn.pt; curves go to cnn_curves.png, figures to
+see models/pretrained.py), from scratch with "none". The best epoch by validation accuracy (groups
+carved out of the training list, models/validation.py) is saved with `models.bundle.save_cnn` to
+<work_dir>/cnn.pt, then scored once on the test split; curves go to cnn_curves.png, figures to
 cnn_history.json.
 """
 
@@ -27,14 +28,16 @@ from models.networks import FrameCNN
 from models.normalize import normalize_batch
 from models.presets import Preset
 from models.pretrained import imagenet_resnet18
-from models.training_loop import Precision, choose_device, fit
+from models.training_loop import Precision, choose_device, fit, score_test_once
 from models.training_report import EpochResult, TrainingReport
+from models.validation import carve_validation
 
 @dataclass
 class TrainedCnn:
     checkpoint: Path
     best: EpochResult | None
     seconds: float
+    test_accuracy: float  # of the best epoch by validation, scored once at the end
 
 
 def cnn_path(work_dir: Path) -> Path:
@@ -64,6 +67,7 @@ def train_cnn(config: Config, console: Console | None = None, progress: bool = T
     started = time.perf_counter()
     recipe, work_dir = config.cnn, Path(config.data.work_dir)
     classes, train_videos = prepared_videos(work_dir, "train")
+    train_videos, validation_videos = carve_validation(train_videos, config.data.validation_fraction)
     _, test_videos = prepared_videos(work_dir, "test")
     classes = training_classes(config, classes)
     preset = Preset(resize=config.data.resize, crop=config.data.crop)
@@ -73,15 +77,18 @@ def train_cnn(config: Config, console: Console | None = None, progress: bool = T
     precision = Precision.choose(device, recipe.mixed_precision)
 
     train_set = FrameDataset(train_videos, classes, preset)
+    validation_set = FrameDataset(validation_videos, classes, preset, frame_stride=recipe.test_frame_stride)
     test_set = FrameDataset(test_videos, classes, preset, frame_stride=recipe.test_frame_stride)
     generator = torch.Generator().manual_seed(recipe.seed)
     sampler = RandomSampler(train_set, num_samples=recipe.frames_per_epoch or None, generator=generator)
     loader_options = dict(batch_size=recipe.batch_size, num_workers=recipe.workers,
                           pin_memory=device.type == "cuda", persistent_workers=recipe.workers > 0)
     train_loader = DataLoader(train_set, sampler=sampler, **loader_options)
+    validation_loader = DataLoader(validation_set, shuffle=False, **loader_options)
     test_loader = DataLoader(test_set, shuffle=False, **loader_options)
     console.print(f"train-cnn: {len(classes)} classes, {len(train_set)} train frames "
-                  f"({len(sampler)} per epoch), {len(test_set)} test frames, weights {recipe.weights}, "
+                  f"({len(sampler)} per epoch), {len(validation_set)} validation frames "
+                  f"({len(validation_videos)} videos), {len(test_set)} test frames, weights {recipe.weights}, "
                   f"preset {preset.resize}/{preset.crop}, {recipe.epochs} epochs, batch {recipe.batch_size}, "
                   f"lr {recipe.lr:g}, on {device.type} with {precision.describe()}")
 
@@ -92,20 +99,24 @@ def train_cnn(config: Config, console: Console | None = None, progress: bool = T
 
     checkpoint = cnn_path(work_dir)
 
-    def save_best(result: EpochResult) -> None:
+    def save(result: EpochResult, test: dict | None = None) -> None:
         bundle.save_cnn(checkpoint, model, classes, preset,
-                        metrics={"epoch": result.epoch, "test_accuracy": result.test_accuracy,
-                                 "test_loss": result.test_loss, "train_accuracy": result.train_accuracy,
-                                 "weights": recipe.weights, "frames_per_second": recipe.frames_per_second})
+                        metrics={"epoch": result.epoch, "validation_accuracy": result.validation_accuracy,
+                                 "validation_loss": result.validation_loss, "train_accuracy": result.train_accuracy,
+                                 "weights": recipe.weights, "frames_per_second": recipe.frames_per_second,
+                                 **(test or {})})
 
     report = TrainingReport("train-cnn", recipe.epochs, console, work_dir / "cnn_curves.png",
                             work_dir / "cnn_history.json")
-    best = fit(model, train_loader, test_loader, to_device, epochs=recipe.epochs, lr=recipe.lr, device=device,
-               precision=precision, report=report, on_best=save_best, progress=progress)
+    best = fit(model, train_loader, validation_loader, to_device, epochs=recipe.epochs, lr=recipe.lr, device=device,
+               precision=precision, report=report, on_best=save, progress=progress)
+    test = score_test_once(model, test_loader, to_device, device, precision, "train-cnn", "frame", console)
+    if best is not None:
+        save(best, test)
     seconds = time.perf_counter() - started
-    report.finish({"seconds": seconds, "classes": classes, "weights": recipe.weights})
+    report.finish({"seconds": seconds, "classes": classes, "weights": recipe.weights, **test})
     console.print(f"train-cnn: saved the best epoch to {checkpoint} ({seconds:.0f} s in all)")
-    return TrainedCnn(checkpoint, best, seconds)
+    return TrainedCnn(checkpoint, best, seconds, test["test_accuracy"])
 
 
 def main(args: argparse.Namespace) -> int:

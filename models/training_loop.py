@@ -1,10 +1,12 @@
-"""The training loop both trainers share: NLL loss on log-softmax, Adam, one test pass per epoch.
+"""The training loop both trainers share: NLL loss on log-softmax, Adam, one validation pass per epoch.
 
-    fit(model, train_loader, test_loader, to_device, ...) -> best EpochResult
+    fit(model, train_loader, validation_loader, to_device, ...) -> best EpochResult
 
-Per epoch: train over the shuffled loader, evaluate on the test loader, hand the figures to the
-`TrainingReport` (table row, later PNG and JSON) and call `on_best` when test accuracy improves,
-which is where the trainer saves its checkpoint. A rich progress bar shows the batches.
+Per epoch: train over the shuffled loader, evaluate on the validation loader (groups carved out of
+the training list, models/validation.py), hand the figures to the `TrainingReport` (table row,
+later PNG and JSON) and call `on_best` when validation accuracy improves, which is where the
+trainer saves its checkpoint. At the end the model holds the best epoch's weights again, for the
+trainer to score the test split once (`evaluate_loader`). A rich progress bar shows the batches.
 
 Fast paths: bfloat16 autocast on CPUs with native bf16 (AVX-512 bf16 / AMX), float16 autocast
 with a GradScaler on CUDA; inputs are moved with non_blocking copies (pinned by the loader).
@@ -13,6 +15,7 @@ with a GradScaler on CUDA; inputs are moved with non_blocking copies (pinned by 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -62,10 +65,11 @@ class Precision:
         return {None: "float32", torch.bfloat16: "bfloat16 autocast", torch.float16: "float16 AMP"}[self.dtype]
 
 
-def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, to_device: ToDevice, *, epochs: int,
+def fit(model: nn.Module, train_loader: Iterable, validation_loader: Iterable, to_device: ToDevice, *, epochs: int,
         lr: float, device: torch.device, precision: Precision, report: TrainingReport,
         on_best: Callable[[EpochResult], None], progress: bool = True) -> EpochResult | None:
-    """Train for `epochs`, evaluating after each; returns the best epoch (by test accuracy)."""
+    """Train for `epochs`, validating after each; returns the best epoch (by validation accuracy), whose
+    weights the model holds again on return."""
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scaler = precision.scaler()
@@ -77,19 +81,22 @@ def fit(model: nn.Module, train_loader: Iterable, test_loader: Iterable, to_devi
         task = bar.add_task("", total=None)
         for epoch in range(1, epochs + 1):
             started = time.perf_counter()
-            bar.reset(task, total=_length(train_loader) + _length(test_loader),
+            bar.reset(task, total=_length(train_loader) + _length(validation_loader),
                       description=f"{report.title} epoch {epoch}/{epochs}")
             model.train()
             train_loss, train_accuracy = _run_epoch(model, train_loader, to_device, device, precision,
                                                     loss_function, lambda: bar.advance(task), optimizer, scaler)
             model.eval()
             with torch.no_grad():
-                test_loss, test_accuracy = _run_epoch(model, test_loader, to_device, device, precision,
-                                                      loss_function, lambda: bar.advance(task))
-            result = EpochResult(epoch, train_loss, train_accuracy, test_loss, test_accuracy,
+                validation_loss, validation_accuracy = _run_epoch(model, validation_loader, to_device, device,
+                                                                  precision, loss_function, lambda: bar.advance(task))
+            result = EpochResult(epoch, train_loss, train_accuracy, validation_loss, validation_accuracy,
                                  time.perf_counter() - started)
             if report.add(result):
+                best_state = copy.deepcopy(model.state_dict())
                 on_best(result)
+    if report.best is not None:
+        model.load_state_dict(best_state)
     return report.best
 
 
@@ -99,6 +106,15 @@ def evaluate_loader(model: nn.Module, loader: Iterable, to_device: ToDevice, dev
     model.eval()
     with torch.no_grad():
         return _run_epoch(model, loader, to_device, device, precision, nn.NLLLoss(), lambda: None)
+
+
+def score_test_once(model: nn.Module, test_loader: Iterable, to_device: ToDevice, device: torch.device,
+                    precision: Precision, title: str, unit: str, console) -> dict:
+    """The test split's figures for the chosen epoch, computed once, after every choice was made on validation."""
+    loss, accuracy = evaluate_loader(model, test_loader, to_device, device, precision)
+    console.print(f"{title}: test {unit} accuracy {100 * accuracy:.1f}% (loss {loss:.4f}), scored once with the "
+                  f"epoch chosen on validation")
+    return {"test_loss": loss, "test_accuracy": accuracy}
 
 
 def _run_epoch(model, loader, to_device, device, precision, loss_function, advance, optimizer=None, scaler=None):

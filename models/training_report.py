@@ -18,7 +18,7 @@ from rich.table import Table
 from models.files import write_json_atomically
 
 MAX_PRINTED_ROWS = 40  # longer runs print every k-th epoch (plus bests and the last)
-_COLUMNS = (("epoch", 7), ("train loss", 10), ("train acc", 9), ("test loss", 9), ("test acc", 8),
+_COLUMNS = (("epoch", 7), ("train loss", 10), ("train acc", 9), ("val loss", 9), ("val acc", 8),
             ("seconds", 7), ("", 4))
 
 
@@ -27,17 +27,17 @@ class EpochResult:
     epoch: int  # 1-based
     train_loss: float
     train_accuracy: float
-    test_loss: float
-    test_accuracy: float
+    validation_loss: float
+    validation_accuracy: float
     seconds: float
 
     def better_than(self, other: "EpochResult | None") -> bool:
-        """Higher test accuracy wins; equal accuracy, lower test loss."""
+        """Higher validation accuracy wins; equal accuracy, lower validation loss (never the test split)."""
         if other is None:
             return True
-        if self.test_accuracy != other.test_accuracy:
-            return self.test_accuracy > other.test_accuracy
-        return self.test_loss < other.test_loss
+        if self.validation_accuracy != other.validation_accuracy:
+            return self.validation_accuracy > other.validation_accuracy
+        return self.validation_loss < other.validation_loss
 
 
 def _table(title: str | None = None, header: bool = True) -> Table:
@@ -49,7 +49,7 @@ def _table(title: str | None = None, header: bool = True) -> Table:
 
 def _add_row(table: Table, result: EpochResult, epochs: int, best: bool) -> None:
     table.add_row(f"{result.epoch}/{epochs}", f"{result.train_loss:.4f}", f"{100 * result.train_accuracy:.1f}%",
-                  f"{result.test_loss:.4f}", f"{100 * result.test_accuracy:.1f}%", f"{result.seconds:.1f}",
+                  f"{result.validation_loss:.4f}", f"{100 * result.validation_accuracy:.1f}%", f"{result.seconds:.1f}",
                   "best" if best else "", style="bold green" if best else None)
 
 
@@ -105,13 +105,13 @@ class TrainingReport:
                    "best": asdict(self.best) if self.best else None, **(extra or {})}
         write_json_atomically(self.history_path, payload, indent=1)
         if self.best:
-            self.console.print(f"{self.title}: best epoch {self.best.epoch} with test accuracy "
-                               f"{100 * self.best.test_accuracy:.1f}% (loss {self.best.test_loss:.4f}); "
+            self.console.print(f"{self.title}: best epoch {self.best.epoch} by validation accuracy "
+                               f"{100 * self.best.validation_accuracy:.1f}% (loss {self.best.validation_loss:.4f}); "
                                f"curves {self.curves_path}, history {self.history_path}")
 
 
 def save_curves(results: list[EpochResult], path: Path, title: str) -> Path:
-    """Loss and accuracy per epoch, train and test, as a PNG (Agg canvas: no display, no global backend)."""
+    """Loss and accuracy per epoch, train and validation, as a PNG (Agg canvas: no display, no global backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -120,10 +120,10 @@ def save_curves(results: list[EpochResult], path: Path, title: str) -> Path:
     FigureCanvasAgg(figure)
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     loss_axes.plot(epochs, [r.train_loss for r in results], label="train")
-    loss_axes.plot(epochs, [r.test_loss for r in results], label="test")
+    loss_axes.plot(epochs, [r.validation_loss for r in results], label="validation")
     loss_axes.set(xlabel="epoch", ylabel="NLL loss", title="loss")
     accuracy_axes.plot(epochs, [100 * r.train_accuracy for r in results], label="train")
-    accuracy_axes.plot(epochs, [100 * r.test_accuracy for r in results], label="test")
+    accuracy_axes.plot(epochs, [100 * r.validation_accuracy for r in results], label="validation")
     best = best_epoch(results)
     if best is not None:
         accuracy_axes.axvline(best.epoch, color="grey", linestyle=":", label=f"best (epoch {best.epoch})")

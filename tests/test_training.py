@@ -131,7 +131,8 @@ def test_train_cnn_checkpoint_rebuilds_and_curves_are_written(pipeline):
     assert checkpoint.classes == list(ACTIVITIES)
     assert (checkpoint.preset.resize, checkpoint.preset.crop) == (64, 64)
     assert checkpoint.metrics["epoch"] == trained.best.epoch
-    assert checkpoint.metrics["test_accuracy"] == pytest.approx(trained.best.test_accuracy)
+    assert checkpoint.metrics["validation_accuracy"] == pytest.approx(trained.best.validation_accuracy)
+    assert checkpoint.metrics["test_accuracy"] == pytest.approx(trained.test_accuracy)
     with torch.no_grad():
         output = checkpoint.model.eval()(torch.randn(2, 3, 64, 64))
     assert output.shape == (2, len(ACTIVITIES)) and torch.allclose(output.exp().sum(1), torch.ones(2), atol=1e-5)
@@ -140,7 +141,9 @@ def test_train_cnn_checkpoint_rebuilds_and_curves_are_written(pipeline):
     history = json.loads((work_dir / "cnn_history.json").read_text())
     assert [e["epoch"] for e in history["epochs"]] == [1, 2]
     log = text(pipeline["consoles"]["train_cnn"])
-    assert "train loss" in log and "test acc" in log and "2/2" in log
+    assert "train loss" in log and "val acc" in log and "2/2" in log
+    assert "by validation accuracy" in log and "scored once" in log
+    assert history["test_accuracy"] == pytest.approx(trained.test_accuracy)
 
 
 def test_extract_writes_one_feature_tensor_per_video(pipeline):
@@ -176,7 +179,10 @@ def test_train_lstm_writes_a_loadable_bundle(pipeline):
     copied = work_dir / "out" / "bundle.pt"
     assert copied.read_bytes() == trained.bundle.read_bytes()
     assert (work_dir / "lstm_curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert bundle.load_lstm(work_dir / "lstm.pt").metrics["epoch"] == trained.best.epoch
+    metrics = bundle.load_lstm(work_dir / "lstm.pt").metrics
+    assert metrics["epoch"] == trained.best.epoch
+    assert metrics["validation_window_accuracy"] == pytest.approx(trained.best.validation_accuracy)
+    assert metrics["test_window_accuracy"] == pytest.approx(trained.test_window_accuracy)
 
 
 def test_windows_cover_each_video_with_the_stride(pipeline):
@@ -308,3 +314,21 @@ def test_channel_dropout_drops_whole_channels_and_keeps_the_mean():
     assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # same channels at every step
     assert set(dropped.unique().tolist()) == {0.0, 2.0}
     assert dropped.mean().item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_validation_groups_come_out_of_the_training_list_apart_from_test(pipeline):
+    from models.validation import carve_validation
+
+    work_dir, config = pipeline["work_dir"], pipeline["config"]
+    _, train_list = prepared_videos(work_dir, "train")
+    _, test_list = prepared_videos(work_dir, "test")
+    train, validation = carve_validation(train_list, config.data.validation_fraction)
+    groups = {name: {video.group for video in videos}
+              for name, videos in (("train", train), ("validation", validation), ("test", test_list))}
+    assert groups["validation"] and groups["train"] and all(groups.values())
+    assert not groups["validation"] & groups["train"] and not groups["validation"] & groups["test"]
+    assert {v.key for v in validation} <= {v.key for v in train_list}
+    assert "validation" in text(pipeline["consoles"]["train_lstm"])
+    tuned = bundle.load_lstm(work_dir / "lstm.pt").metrics["activity"]
+    assert set(tuned) >= {"ema_alpha", "enter", "leave", "min_frames", "score", "configured_score"}
+    assert tuned["score"] >= tuned["configured_score"]
