@@ -218,7 +218,7 @@ def _feed_worker(plan: Plan, pinned: bool) -> dict:
     sent = [0] * plan.feeders
 
     def feed(index: int) -> None:
-        out = context.socket(zmq.PUSH)
+        out = context.socket(zmq.DEALER)  # the worker's frames ROUTER takes frames sent without credit too
         out.setsockopt(zmq.SNDHWM, 64)
         out.connect(endpoints["frames"])
         k = 0
