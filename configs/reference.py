@@ -89,33 +89,44 @@ def _blocks() -> list[tuple[tuple[str, str], str]]:
     return [(SETTINGS_MARKERS, settings_tables()), (EXIT_CODES_MARKERS, exit_code_table())]
 
 
-def rewrite(text: str) -> str:
-    """`text` (the README) with each generated block replaced by what the code says now."""
-    for (begin, end), body in _blocks():
+def fill_blocks(text: str, blocks: list[tuple[tuple[str, str], str]]) -> str:
+    """`text` with the body between each (begin, end) marker pair replaced by the block's body."""
+    for (begin, end), body in blocks:
         start, stop = text.find(begin), text.find(end)
         if start < 0 or stop < start:
-            raise ValueError(f"the README has no {begin!r} ... {end!r} block to fill")
+            raise ValueError(f"no {begin!r} ... {end!r} block to fill")
         text = text[:start] + f"{begin}\n{body}\n{end}" + text[stop + len(end):]
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m configs.reference", description=__doc__.splitlines()[0])
+def rewrite(text: str) -> str:
+    """`text` (the README) with each generated block replaced by what the code says now."""
+    return fill_blocks(text, _blocks())
+
+
+def generated_blocks_main(argv: list[str] | None, prog: str, description: str,
+                          blocks: typing.Callable[[], list[tuple[tuple[str, str], str]]]) -> int:
+    """The command line of a document's generated blocks: print them, `--write DOC` or `--check DOC`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", metavar="README", type=Path, help="rewrite the generated blocks in this file")
-    action.add_argument("--check", metavar="README", type=Path, help="exit 1 when this file's blocks are stale")
+    action.add_argument("--write", metavar="DOC", type=Path, help="rewrite the generated blocks in this file")
+    action.add_argument("--check", metavar="DOC", type=Path, help="exit 1 when this file's blocks are stale")
     args = parser.parse_args(argv)
     if args.write:
-        args.write.write_text(rewrite(args.write.read_text()))
+        args.write.write_text(fill_blocks(args.write.read_text(), blocks()))
         return ExitCode.OK
     if args.check:
-        text = args.check.read_text()
-        if any(begin not in text for (begin, _), _ in _blocks()) or rewrite(text) != text:
-            print(f"{args.check} is stale: run python -m configs.reference --write {args.check}", file=sys.stderr)
+        text, made = args.check.read_text(), blocks()
+        if any(begin not in text for (begin, _), _ in made) or fill_blocks(text, made) != text:
+            print(f"{args.check} is stale: run {prog} --write {args.check}", file=sys.stderr)
             return ExitCode.FAILED
         return ExitCode.OK
-    print("\n\n".join(body for _, body in _blocks()))
+    print("\n\n".join(body for _, body in blocks()))
     return ExitCode.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return generated_blocks_main(argv, "python -m configs.reference", __doc__.splitlines()[0], _blocks)
 
 
 if __name__ == "__main__":

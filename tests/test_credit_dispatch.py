@@ -16,7 +16,6 @@ import os
 import signal
 import time
 
-import pytest
 import zmq
 
 from streamer.transport import wire
@@ -103,12 +102,7 @@ def test_a_file_loses_no_frame_when_its_worker_is_killed(tmp_path):
             Listener(pipeline.endpoints["labels"], topics=(b"label/", b"event/", b"stats/")) as listener:
         listener.wait_for(is_label("long"), 120, "a label of the file", since=0, pipeline=pipeline)
         os.kill(pipeline.pid("features:0"), signal.SIGKILL)
-        deadline = time.monotonic() + 240
-        while pipeline.process.poll() is None:
-            if time.monotonic() > deadline:
-                pytest.fail(f"run.py up did not stop by itself:\n{pipeline.log_tails()}")
-            listener.pump(0.5)
-        listener.pump(1.0)
+        pipeline.listen_until_it_stops(listener)
     seqs = [item.message.seq for item in listener.labels("long")]
     assert "features:0 died (killed by SIGKILL)" in pipeline.log()
     assert seqs == list(range(frames)), f"{len(seqs)} labels for {frames} frames\n{pipeline.log_tails()}"

@@ -33,12 +33,7 @@ def up_run(clips, tmp_path_factory):
     sources = [f"{clip.name}={clip.path}" for clip in clips]
     with Pipeline(folder, sources, sets=[f"capture.fps={CAPTURE_FPS}"]) as pipeline, \
             Listener(pipeline.endpoints["labels"], topics=(b"label/", b"event/", b"activity/")) as listener:
-        deadline = time.monotonic() + 240
-        while pipeline.process.poll() is None:
-            if time.monotonic() > deadline:
-                pytest.fail(f"run.py up with only files did not stop by itself:\n{pipeline.log_tails()}")
-            listener.pump(0.5)
-        listener.pump(1.0)  # what was published before it stopped is still queued here
+        pipeline.listen_until_it_stops(listener)
         yield pipeline, listener
 
 
@@ -143,12 +138,7 @@ def test_with_two_feature_workers_every_frame_of_each_file_is_still_labelled(cli
     with Pipeline(tmp_path, [f"{c.name}={c.path}" for c in chosen],
                   sets=[f"capture.fps={CAPTURE_FPS}", "supervisor.feature_workers=2"]) as pipeline, \
             Listener(pipeline.endpoints["labels"], topics=(b"label/", b"event/")) as listener:
-        deadline = time.monotonic() + 240
-        while pipeline.process.poll() is None:
-            if time.monotonic() > deadline:
-                pytest.fail(f"run.py up did not stop by itself:\n{pipeline.log_tails()}")
-            listener.pump(0.5)
-        listener.pump(1.0)
+        pipeline.listen_until_it_stops(listener)
     for clip in chosen:
         seqs = [item.message.seq for item in listener.labels(clip.name)]
         assert seqs == list(range(_expected_frames(clip))), f"{clip.name}\n{pipeline.log_tails()}"

@@ -13,17 +13,15 @@ cells only what the LSTM worker publishes travels; frames and features stay insi
 
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import zmq
 
-from configs.exit_codes import ExitCode
+from configs.reference import fill_blocks, generated_blocks_main
 from configs.settings import Config
 from models.presets import Preset, geometric
 from models.synthetic import SyntheticCamera
@@ -258,32 +256,16 @@ def tables(config: Config | None = None) -> str:
     return message_table(sized) + "\n\n" + rate_table(sized, config)
 
 
+def _blocks() -> list[tuple[tuple[str, str], str]]:
+    return [(MARKERS, tables())]
+
+
 def rewrite(text: str) -> str:
-    begin, end = MARKERS
-    start, stop = text.find(begin), text.find(end)
-    if start < 0 or stop < start:
-        raise ValueError(f"no {begin!r} ... {end!r} block to fill")
-    return text[:start] + f"{begin}\n{tables()}\n{end}" + text[stop + len(end):]
+    return fill_blocks(text, _blocks())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streamer.bench.wire_sizes", description=__doc__.splitlines()[0])
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", metavar="DOC", type=Path, help="rewrite the generated tables in this file")
-    action.add_argument("--check", metavar="DOC", type=Path, help="exit 1 when this file's tables are stale")
-    args = parser.parse_args(argv)
-    if args.write:
-        args.write.write_text(rewrite(args.write.read_text()))
-        return ExitCode.OK
-    if args.check:
-        text = args.check.read_text()
-        if MARKERS[0] not in text or rewrite(text) != text:
-            print(f"{args.check} is stale: run python -m streamer.bench.wire_sizes --write {args.check}",
-                  file=sys.stderr)
-            return ExitCode.FAILED
-        return ExitCode.OK
-    print(tables())
-    return ExitCode.OK
+    return generated_blocks_main(argv, "python -m streamer.bench.wire_sizes", __doc__.splitlines()[0], _blocks)
 
 
 if __name__ == "__main__":

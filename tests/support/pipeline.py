@@ -124,6 +124,15 @@ class Pipeline:
         if self.process.poll() is not None:
             pytest.fail(f"run.py up exited with {self.process.returncode}:\n{self.log()}")
 
+    def listen_until_it_stops(self, listener: "Listener", seconds: float = 240) -> None:
+        """Keep what `listener` receives until `run.py up` stops by itself (as it does after its files)."""
+        deadline = time.monotonic() + seconds
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"run.py up did not stop by itself within {seconds:.0f} s:\n{self.log_tails()}")
+            listener.pump(0.5)
+        listener.pump(1.0)  # what was published before it stopped is still queued in the listener's socket
+
     def log_tails(self, lines: int = 20) -> str:
         """The end of `run.py up`'s log and of every child's, for a failure message."""
         paths = [self.up_log] + sorted(self.log_dir.glob("*.log"))
