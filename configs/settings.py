@@ -299,6 +299,8 @@ class Activity:
     leave: float = 0.4
     # frames a candidate must hold before its segment is published (shorter blips are not segments)
     min_frames: int = 8
+    # use the four values train-lstm chose on its validation split when the bundle records them (false: the above)
+    from_bundle: bool = True
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def measure(config, segment_frames: int, frames: int, seed: int) -> dict:
     from models.networks import FeatureExtractor
     from models.normalize import normalize_batch
     from models.presets import geometric
-    from models.segments import segment_all
+    from models.segments import activity_settings, segment_all
     from models.sequence_inputs import checkpoint_inputs, sequence_inputs
     from models.synthetic import SyntheticCamera
     from models.window import offline_window_probabilities
@@ -106,7 +106,7 @@ def measure(config, segment_frames: int, frames: int, seed: int) -> dict:
     inputs = sequence_inputs(torch.cat(features), checkpoint_inputs(lstm.metrics)).numpy()
     probabilities = offline_window_probabilities(model, inputs, window)
     labels = [classes[i] for i in probabilities.argmax(axis=1)]
-    settings = config.activity
+    settings, source = activity_settings(config.activity, lstm.metrics)
     segments = segment_all(classes, range(frames), range(frames), probabilities,
                            ema_alpha=settings.ema_alpha, enter=settings.enter, leave=settings.leave,
                            min_frames=settings.min_frames)
@@ -118,6 +118,7 @@ def measure(config, segment_frames: int, frames: int, seed: int) -> dict:
     max_error = segment_frames // 2
     return {
         "segment_frames": segment_frames, "frames": frames, "true_changes": len(changes),
+        "activity": settings, "activity_source": source,
         "settled_accuracy": settled_accuracy(labels, truth, window),
         "raw_changes_per_minute": changes_per_minute(len(raw), frames - warm, fps),
         "smoothed_changes_per_minute": changes_per_minute(max(0, len(starts) - 1), frames - warm, fps),
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     from rich.table import Table
 
     from configs.settings import add_config_arguments, from_args
+    from models.segments import describe
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_arguments(parser)
@@ -140,9 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[40, 80, 160], help="activity lengths, frames")
     args = parser.parse_args(argv)
     config = from_args(args)
-    table = Table(title=f"raw labels against segments (activity.ema_alpha={config.activity.ema_alpha}, "
-                        f"enter={config.activity.enter}, leave={config.activity.leave}, "
-                        f"min_frames={config.activity.min_frames}; {config.capture.fps:g} frames/s)")
+    table = Table()
     for column in ("activity frames", "settled accuracy", "true changes/min", "raw changes/min",
                    "smoothed changes/min", "raw boundary error (mean/median, missed)",
                    "smoothed boundary error (mean/median, missed)"):
@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{result['raw_changes_per_minute']:.1f}", f"{result['smoothed_changes_per_minute']:.1f}",
                       f"{raw.mean:.1f} / {raw.median:.0f}, {raw.missed} of {result['true_changes']}",
                       f"{smooth.mean:.1f} / {smooth.median:.0f}, {smooth.missed} of {result['true_changes']}")
+        table.title = (f"raw labels against segments ({describe(result['activity'])}: {result['activity_source']}; "
+                       f"{config.capture.fps:g} frames/s)")
     Console().print(table)
 
 

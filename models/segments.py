@@ -13,9 +13,13 @@ Pure computation: the LSTM worker runs one `Segmenter` per stream and publishes 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from configs.settings import Activity
+
+TUNED_KEYS = ("ema_alpha", "enter", "leave", "min_frames")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,24 @@ class SegmentEvent:
     start_t: float
     end_seq: int  # last frame of the segment (for a start event: the frame that confirmed it)
     end_t: float
+
+
+def activity_settings(configured: Activity, lstm_metrics: dict) -> tuple[Activity, str]:
+    """The thresholds a pipeline uses, and where they came from: the ones train-lstm chose on its
+    validation split (recorded in the LSTM's metrics as `activity`) unless `from_bundle` is off or
+    the bundle has none (older bundles, random weights); else the configured ones."""
+    tuned = lstm_metrics.get("activity") or {}
+    if configured.from_bundle and all(key in tuned for key in TUNED_KEYS):
+        chosen = replace(configured, ema_alpha=float(tuned["ema_alpha"]), enter=float(tuned["enter"]),
+                         leave=float(tuned["leave"]), min_frames=int(tuned["min_frames"]))
+        return chosen, "chosen on the bundle's validation split"
+    reason = "activity.from_bundle=false" if configured.from_bundle is False else "the bundle records none"
+    return configured, f"configured ({reason})"
+
+
+def describe(settings: Activity) -> str:
+    return (f"ema_alpha={settings.ema_alpha:g}, enter={settings.enter:g}, leave={settings.leave:g}, "
+            f"min_frames={settings.min_frames}")
 
 
 class Segmenter:

@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from configs.settings import load_config
-from models.segments import Segmenter, segment_all
+from models.segments import Segmenter, activity_settings, segment_all
 from models.window import offline_window_probabilities
 from streamer.transport import wire
 from streamer.transport.sockets import StopFlag
@@ -147,3 +147,32 @@ def test_the_quality_measures_count_changes_boundaries_and_settled_labels():
     # window 4: frames 3..9 (truth A) and 13..19 (truth B) are settled; of those only frame 9 is wrong
     assert settled_accuracy(labels, truth, window=4) == pytest.approx(13 / 14)
     assert settled_accuracy(["B"] * 20, truth, window=4) == pytest.approx(7 / 14)
+
+
+TUNED = {"ema_alpha": 0.15, "enter": 0.7, "leave": 0.3, "min_frames": 12, "score": 0.69, "configured_score": 0.58}
+
+
+def test_the_thresholds_chosen_on_validation_are_used_unless_turned_off_or_absent():
+    configured = load_config(None, []).activity
+    chosen, source = activity_settings(configured, {"activity": TUNED})
+    assert (chosen.ema_alpha, chosen.enter, chosen.leave, chosen.min_frames) == (0.15, 0.7, 0.3, 12)
+    assert "validation" in source
+    off = load_config(None, ["activity.from_bundle=false"]).activity
+    assert activity_settings(off, {"activity": TUNED}) == (off, "configured (activity.from_bundle=false)")
+    assert activity_settings(configured, {}) == (configured, "configured (the bundle records none)")
+    partial = {"activity": {"ema_alpha": 0.15}}
+    assert activity_settings(configured, partial)[0] == configured
+
+
+def test_the_lstm_worker_takes_the_thresholds_its_bundle_records(tmp_path):
+    from models import bundle
+    from models.networks import SequenceLSTM
+
+    path = tmp_path / "lstm.pt"
+    bundle.save_lstm(path, SequenceLSTM(len(CLASSES), hidden=8, layers=1), CLASSES, 4,
+                     {"inputs": "features", "activity": TUNED})
+    worker = LstmWorker(load_config(None, [f"lstm.bundle={path}"]))
+    assert (worker.activity.ema_alpha, worker.activity.enter, worker.activity.leave,
+            worker.activity.min_frames) == (0.15, 0.7, 0.3, 12)
+    configured = LstmWorker(load_config(None, [f"lstm.bundle={path}", "activity.from_bundle=false"]))
+    assert configured.activity == load_config(None, ["activity.from_bundle=false"]).activity

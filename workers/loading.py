@@ -8,7 +8,7 @@ Random weights keep the pipeline runnable for tests and first try-outs; the log 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,6 +40,7 @@ class LoadedSequenceModel:
     model_id: str
     weights: str
     inputs: str = "features"  # what the LSTM reads per frame: features or their differences
+    metrics: dict = field(default_factory=dict)  # what training recorded (e.g. the activity thresholds it chose)
 
 
 def load_extractor(config: Config) -> LoadedExtractor:
@@ -77,7 +78,7 @@ def load_sequence_model(config: Config) -> LoadedSequenceModel:
         log.info("LSTM weights: trained bundle %s (model %s, hidden %d x %d layers, window %d)", path, model_id,
                  checkpoint.hidden, checkpoint.layers, checkpoint.window)
         return LoadedSequenceModel(checkpoint.model.eval(), checkpoint.classes, checkpoint.window, model_id,
-                                   f"trained bundle {path}", checkpoint_inputs(checkpoint.metrics))
+                                   f"trained bundle {path}", checkpoint_inputs(checkpoint.metrics), checkpoint.metrics)
     from models.synthetic import ACTIVITIES
 
     torch.manual_seed(RANDOM_SEED)

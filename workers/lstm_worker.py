@@ -34,7 +34,7 @@ from streamer.transport import wire
 from streamer.transport.drops import DropCounter
 from streamer.runtime.logs import setup_logging
 from streamer.transport.sockets import StopFlag, make_socket
-from models.segments import Segmenter
+from models.segments import Segmenter, activity_settings, describe
 from workers.reorder import Ready, StreamOrder
 
 log = logging.getLogger("lstm")
@@ -57,6 +57,8 @@ class LstmWorker:
         self.feature_dim = loaded.model.lstm.input_size
         self.windows = StaggeredWindows(loaded.model, loaded.window)
         self.inputs = StreamInputs(loaded.inputs)  # features, or frame-to-frame differences
+        self.activity, source = activity_settings(config.activity, loaded.metrics)
+        log.info("activity segments: %s (%s)", describe(self.activity), source)
         self.orders: dict[str, StreamOrder] = {}
         self.ready: dict[str, deque[tuple[Ready, float]]] = {}
         self.last_seen: OrderedDict[str, float] = OrderedDict()  # least recently accepted first
@@ -270,7 +272,7 @@ class LstmWorker:
         self.counters["labels"] += 1
         segmenter = self.segmenters.get(feature.stream)
         if segmenter is None:
-            settings = self.config.activity
+            settings = self.activity
             segmenter = self.segmenters[feature.stream] = Segmenter(self.classes, settings.ema_alpha, settings.enter,
                                                                      settings.leave, settings.min_frames)
         self._publish_activity(labels_out, feature.stream, segmenter.step(feature.seq, feature.t_capture,
