@@ -114,18 +114,27 @@ def test_two_batches_in_flight_then_no_room_until_one_is_read():
 
 
 def test_every_batch_gets_its_own_features_when_kept_full():
-    slots = FakeSlots(side=8, batch=8)
+    # Launches are held until the test releases them, so both slots are busy whenever the pipeline
+    # has no room, however slowly the stand-in threads are scheduled.
+    slots = FakeSlots(side=8, batch=8, auto=False)
     pipeline = SlotPipeline(slots)
     running, results, first = [], [], 0
+
+    def finish_oldest() -> None:
+        expected, pending, launch = running.pop(0)
+        launch.go.set()
+        results.append((expected, list(pending.result()[:, 0].astype(int))))
+
     for size in [8, 3, 8, 1, 5, 8, 2, 7] * 5:
         while not pipeline.has_room():
-            expected, pending = running.pop(0)
-            results.append((expected, list(pending.result()[:, 0].astype(int))))
-        running.append((list(range(first, first + size)), pipeline.submit(_batch(first, size))))
+            wait_until(lambda: slots.running == 2, 5, what="two batches on the device at once")
+            finish_oldest()
+        pending = pipeline.submit(_batch(first, size))
+        running.append((list(range(first, first + size)), pending, slots.launches[-1]))
         first += size
-    results += [(expected, list(pending.result()[:, 0].astype(int))) for expected, pending in running]
-    assert all(expected == [v % 256 for v in expected] and got == [v % 256 for v in expected]
-               for expected, got in results)
+    while running:
+        finish_oldest()
+    assert all(got == [v % 256 for v in expected] for expected, got in results)
     assert len(results) == 40 and slots.overwrites == 0 and slots.most_running == 2
     pipeline.close()
 
