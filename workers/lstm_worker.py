@@ -152,15 +152,22 @@ class LstmWorker:
                 wire.publish(labels_out, message)
             elif isinstance(message, wire.Assignment):
                 self._assign(message)
-            elif self.assigned is not None and message.stream not in self.assigned:
-                self.drop("unassigned", f"stream {message.stream}: not this cell's at epoch {self.epoch}")
             elif isinstance(message, wire.StreamStart):
-                self.ended.pop(message.stream, None)
-                wire.publish(labels_out, message)
+                if not self._other_cells(message.stream, "stream start"):
+                    self.ended.pop(message.stream, None)
+                    wire.publish(labels_out, message)
             elif isinstance(message, wire.StreamEnd):
-                self._end_stream(message, labels_out)
+                if not self._other_cells(message.stream, "stream end"):
+                    self._end_stream(message, labels_out)
             else:
                 self.drop("kind", f"a {type(message).__name__} message arrived on the features socket")
+
+    def _other_cells(self, stream: str, what: str) -> bool:
+        """Whether `stream` is another cell's now (dropped and counted); on one host never."""
+        if self.assigned is None or stream in self.assigned:
+            return False
+        self.drop("unassigned", f"{what} of stream {stream}: not this cell's at epoch {self.epoch}")
+        return True
 
     def _assign(self, assignment: wire.Assignment) -> None:
         """This cell's streams from the assignment's epoch on; older epochs are ignored."""
@@ -190,8 +197,7 @@ class LstmWorker:
             if not isinstance(message, wire.Preview):
                 self.drop("kind", f"a {type(message).__name__} message arrived on the previews socket")
                 continue
-            if self.assigned is not None and message.stream not in self.assigned:
-                self.drop("unassigned", f"preview of stream {message.stream}: not this cell's")
+            if self._other_cells(message.stream, "preview"):
                 continue
             wire.publish(labels_out, message)
             self.counters["previews"] += 1
@@ -201,8 +207,7 @@ class LstmWorker:
             self.drop("feature_size", f"stream {feature.stream}: {feature.vector.shape[0]}-d feature, the LSTM "
                                        f"takes {self.feature_dim}-d; is the feature worker using the same bundle?")
             return
-        if self.assigned is not None and feature.stream not in self.assigned:
-            self.drop("unassigned", f"stream {feature.stream}: not this cell's at epoch {self.epoch}")
+        if self._other_cells(feature.stream, "feature"):
             return
         if self.ended.get(feature.stream) == feature.session:
             self.drop("after_end", f"stream {feature.stream}: feature after its stream-end message")

@@ -122,6 +122,14 @@ def valid_buffer(header: dict) -> bytes | None:
     return None
 
 
+def _set_or_remove(header: dict, name: str, wrong) -> None:
+    """Give the field its wrong value, or leave it out when the value drawn is ABSENT."""
+    if wrong is ABSENT:
+        del header[name]
+    else:
+        header[name] = wrong
+
+
 def _parts(header: dict, buffer: bytes | None) -> list[bytes]:
     packed = msgpack.packb(header, use_bin_type=True)
     return [packed] if buffer is None else [packed, buffer]
@@ -188,18 +196,12 @@ def broken(draw, oversized: bool = True) -> tuple[list[bytes], str]:
     if broken == "version":  # exactly the int 1: not True, not 1.0, not "1", not absent
         wrong = draw(st.one_of(_int.filter(lambda v: v != 1), st.just(True), st.just(1.0), st.just("1"),
                                st.none(), st.just(ABSENT)))
-        if wrong is ABSENT:
-            del header["v"]
-        else:
-            header["v"] = wrong
+        _set_or_remove(header, "v", wrong)
         return _parts(header, buffer), "version"
     if broken == "kind":
         wrong = draw(st.one_of(st.text(max_size=12).filter(lambda k: k not in wire.KINDS), _int, st.none(),
                                st.just(kind.upper()), st.just(ABSENT)))
-        if wrong is ABSENT:
-            del header["kind"]
-        else:
-            header["kind"] = wrong
+        _set_or_remove(header, "kind", wrong)
         return _parts(header, buffer), "kind"
     if broken == "stream":
         header["stream"] = draw(_bad_stream)
@@ -250,10 +252,7 @@ def broken(draw, oversized: bool = True) -> tuple[list[bytes], str]:
     if name in ("seq", "epoch"):
         kinds_of_wrong.append(st.integers(-2**61, -1))
     wrong = draw(st.one_of(kinds_of_wrong))
-    if wrong is ABSENT:
-        del header[name]
-    else:
-        header[name] = wrong
+    _set_or_remove(header, name, wrong)
     return _parts(header, buffer), "field"
 
 
