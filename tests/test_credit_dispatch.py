@@ -8,6 +8,7 @@
   as gone once its lease ran out, so no credit of it strands a frame.
 - `kill -9` of the only feature worker in the middle of a file: `up` restarts it, the capture sends
   the frames the dead worker never acknowledged again, and every frame gets exactly one label.
+- A camera waiting for a credit that does not come sleeps in its poll, with no busy loop.
 """
 
 from __future__ import annotations
@@ -110,3 +111,25 @@ def test_a_file_loses_no_frame_when_its_worker_is_killed(tmp_path):
     assert capture["frames_resent"] > 0 and capture["workers_lost"] >= 1, capture  # the kill came mid-file
     print(f"\nfile of {frames} frames, worker killed mid-file: every frame labelled once; "
           f"{capture.get('frames_resent', 0):.0f} frames sent again")
+
+
+def test_a_camera_waiting_for_credit_sleeps_instead_of_polling_in_a_loop(zmq_context):
+    """pyzmq truncates a float poll timeout to whole milliseconds, so a wait that rounded down
+    would end each `ready()` in a busy loop of poll(0) (16 cameras spent ~25% of a core on it)."""
+    from configs.settings import load_config
+    from streamer.capture.dispatch import CreditLink
+
+    worker = zmq_context.socket(zmq.ROUTER)  # a worker that hears the hellos and grants nothing
+    port = worker.bind_to_random_port("tcp://127.0.0.1")
+    link = CreditLink(zmq_context, [f"tcp://127.0.0.1:{port}"], load_config(None, []), "cam", keep=False, pinned=None)
+    timeouts: list[int] = []
+    poll = link.poller.poll
+    link.poller.poll = lambda timeout: timeouts.append(timeout) or poll(timeout)
+    try:
+        for _ in range(20):
+            assert not link.ready(7.9)  # no credit comes
+    finally:
+        link.close(0)
+        worker.close(0)
+    assert timeouts and 0 not in timeouts, f"polls with no wait while waiting for credit: {timeouts}"
+    assert len(timeouts) <= 2 * 20, f"{len(timeouts)} polls for 20 waits"

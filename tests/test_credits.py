@@ -25,6 +25,16 @@ def test_room_is_shared_round_the_captures_one_credit_at_a_time():
     assert _grants(ledger.messages(room=1, now=2.0, eta_ms=5.0)) == {b"b": 1}
 
 
+def test_a_capture_gets_a_second_credit_only_once_every_capture_holds_one():
+    ledger = CreditLedger(lease_s=1.0)
+    for name in (b"a", b"b", b"c"):
+        ledger.hello(name, wire.Hello(stream=name.decode(), want=2, t=0.0), now=0.0)
+    assert _grants(ledger.messages(room=4, now=0.0, eta_ms=0.0)) == {b"a": 2, b"b": 1, b"c": 1}
+    ledger.frame(b"c", now=0.01)  # c spent its credit: it now holds none, b still holds one
+    # This round starts at b, but c holds fewer: the one free credit is c's.
+    assert _grants(ledger.messages(room=1, now=0.02, eta_ms=0.0)) == {b"c": 1}
+
+
 def test_a_camera_holds_one_credit_and_gets_the_next_when_it_spent_it():
     ledger = CreditLedger(lease_s=1.0)
     ledger.hello(b"cam", wire.Hello(stream="cam", want=1, t=0.0), now=0.0)

@@ -1,10 +1,10 @@
 """A feature worker's side of credit dispatch: who may send it frames, and how many.
 
 Captures connect a DEALER to the worker's ROUTER and say hello (`wire.Hello`: the stream and how
-many frames it could send at once). The worker grants credits for its next batch only
-(`features.max_batch` minus those still out), one at a time round the captures that want more,
-so every capture gets its turn (zguide's load-balancing pattern; MediaPipe's
-FlowLimiter). A capture sends its newest frame only against a credit, so frames wait in the
+many frames it could send at once). The worker keeps at most one batch of credits out
+(`features.max_batch`), shared round the captures that want more, fewest held first: a capture
+gets a second credit only once every other capture asking holds one, so every capture gets its
+turn (zguide's load-balancing pattern; MediaPipe's FlowLimiter). A capture sends its newest frame only against a credit, so frames wait in the
 capture, where a newer one replaces them, instead of in socket queues, and a busy or slow
 worker is simply sent less.
 
@@ -26,7 +26,7 @@ from configs.settings import ConfigError
 from streamer.transport import wire
 
 SILENT_LEASES = 5  # a peer (or, seen from a capture, a worker) silent this many leases is gone
-ANSWER_WEIGHT = 0.2  # weight of the newest frame in the moving average of how long captures take to answer a credit
+ANSWER_WEIGHT = 0.2  # weight of the newest frame in the moving average of how long captures take to answer a credit (a stat)
 MAX_DONE = 512  # acknowledgements held for one capture before they are sent without waiting for a credit
 
 
@@ -49,7 +49,7 @@ class CreditLedger:
         self.worker_id = secrets.randbits(60)
         self.peers: dict[bytes, Peer] = {}
         self._turn = 0  # where the next round of grants starts, so no capture is always first
-        self.answer_s = 0.0  # moving average: a credit granted -> its frame here (how far ahead to grant)
+        self.answer_s = 0.0  # moving average: a credit granted -> its frame here
         self.granted = self.used = self.expired = self.uncredited = self.forgotten = 0
 
     def hello(self, identity: bytes, hello: wire.Hello, now: float) -> None:
@@ -91,25 +91,26 @@ class CreditLedger:
                 self.forgotten += 1
 
     def messages(self, room: int, now: float, eta_ms: float) -> list[tuple[bytes, wire.Credit]]:
-        """Credit messages to send now: up to `room` new credits shared round the captures, plus an
-        answer to every hello and the acknowledgements that piled up."""
+        """Credit messages to send now: up to `room` new credits shared round the captures (those
+        holding fewest first), plus an answer to every hello and the acknowledgements that piled up."""
         grants: dict[bytes, int] = {}
         identities = list(self.peers)
         if identities:
             self._turn %= len(identities)
             identities = identities[self._turn:] + identities[:self._turn]
             self._turn += 1
+        level = 0  # first every capture holding no credit, then those holding one, ...
         while room > 0:
-            given = 0
-            for identity in identities:
+            wanting = [identity for identity in identities if len(self.peers[identity].expiries) < self.peers[identity].want]
+            if not wanting:
+                break
+            for identity in wanting:
                 peer = self.peers[identity]
-                if room > 0 and len(peer.expiries) < peer.want:
+                if room > 0 and len(peer.expiries) <= level:
                     peer.expiries.append(now + self.lease_s)
                     grants[identity] = grants.get(identity, 0) + 1
                     room -= 1
-                    given += 1
-            if not given:
-                break
+            level += 1
         self.granted += sum(grants.values())
         out = []
         for identity in identities:

@@ -17,14 +17,14 @@ of serving old ones late. The profile of a saturated worker
 is ~98% inside the backend's inference call.
 
 With credit dispatch (`capture.dispatch`, the default) the frames socket is a ROUTER: captures
-say hello and send a frame only against a credit this worker granted (workers/credits.py), one
-batch at a time (`features.max_batch` credits out at most). Credits go out when the backend
-can start a batch, or just before: when a running batch is expected to finish (its start plus
-the recent batch time) within the time captures take to answer a credit, so the frames arrive
-as a request frees. Granting only once it is free would leave the backend idle for a round trip
-to every capture, which on a loaded machine is long; granting earlier would let frames age in
-the socket. A batch that has frames waits up to CREDIT_FILL_S for the rest its credits called
-for. With push dispatch it is a PULL socket the captures push into round-robin.
+say hello and send a frame only against a credit this worker granted (workers/credits.py). The
+worker keeps one batch of credits out (`features.max_batch`, counting frames that arrived but
+are not taken yet): as soon as a batch is taken, its credits go out again, so the next batch's
+frames come in while it runs and wait here at most about one batch time. Granting only once the
+backend is free (or a predicted moment before) left it idle for a round trip to every capture,
+which on a loaded machine is long: 0.75x push's throughput at 8 x 60 fps on 2 cores. A batch
+that has frames waits up to CREDIT_FILL_S for the rest its credits called for. With push
+dispatch it is a PULL socket the captures push into round-robin.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from configs.settings import Config, add_config_arguments, from_args
 from streamer.transport import wire
 from streamer.transport.drops import DropCounter
 from streamer.runtime.logs import setup_logging
-from streamer.transport.sockets import PortInUseError, StopFlag, bind_endpoint, make_socket, split_endpoints
+from streamer.transport.sockets import PortInUseError, StopFlag, bind_endpoint, make_socket, poll_ms, split_endpoints
 from workers.credits import CreditLedger
 
 log = logging.getLogger("features")
@@ -123,8 +123,7 @@ class FeatureWorker:
                 while in_flight and in_flight[0].features is not None:  # in order, so each stream's stay ordered
                     self._finish(in_flight.popleft(), features_out)
                 if self.credits is not None:
-                    taking = len(in_flight) < HELD_BATCHES_PER_REQUEST * self.backend.depth and self.backend.has_room()
-                    self._grant(frames_in, taking or self._frees_soon(in_flight))
+                    self._grant(frames_in)
                 if time.monotonic() - last_stats >= config.features.stats_interval_s:
                     last_stats = time.monotonic()
                     self._forward(features_out, wire.Stats(process=f"features:{self.name}", t=time.time(),
@@ -139,16 +138,11 @@ class FeatureWorker:
             os.close(done_writer)
         return 0
 
-    def _frees_soon(self, in_flight: "deque[Batch]") -> bool:
-        """Whether a running batch should finish within the time captures take to answer a credit."""
-        running = [batch.started for batch in in_flight if batch.features is None]
-        return bool(running) and min(running) + self.eta_ms / 1000 - time.time() <= self.credits.answer_s
-
-    def _grant(self, frames_in: zmq.Socket, due: bool) -> None:
-        """Credits for the next batch when it is due; answers to hellos; acknowledgements."""
+    def _grant(self, frames_in: zmq.Socket) -> None:
+        """Credits up to one batch out; answers to hellos; acknowledgements."""
         now = time.monotonic()
         self.credits.expire(now)
-        room = self.config.features.max_batch - self.credits.outstanding() if due else 0
+        room = self.config.features.max_batch - self.credits.outstanding()
         for identity, credit in self.credits.messages(max(0, room), now, self.eta_ms):
             try:
                 frames_in.send_multipart([identity, *wire.pack(credit)], flags=zmq.NOBLOCK)
@@ -180,7 +174,7 @@ class FeatureWorker:
                 remaining = deadline - time.perf_counter()
                 if self.credits is not None and self.credits.outstanding():  # frames called for are on their way
                     remaining = max(remaining, started + CREDIT_FILL_S - time.perf_counter())
-                if remaining <= 0 or not batch or not frames_in.poll(remaining * 1000):
+                if remaining <= 0 or not batch or not frames_in.poll(poll_ms(remaining)):
                     break
                 continue
             received = time.time()

@@ -34,13 +34,19 @@ import zmq
 
 from configs.settings import Config
 from streamer.transport import wire
-from streamer.transport.sockets import make_socket
+from streamer.transport.sockets import make_socket, poll_ms
 
 SILENT_LEASES = 5  # a worker not heard from for this many leases is gone (as workers/credits.py sees captures)
 ETA_FACTOR = 2.0  # credits of a worker slower than this many times the fastest live one are left unused
 ETA_SLACK_MS = 10.0  # ... plus this, so workers a few milliseconds apart are all used
 LEASE_MARGIN = 0.9  # a credit is spent within this share of its lease: the rest is for the frame's transit
 MAX_UNACKED = 4096  # frames remembered per worker until acknowledged
+# A camera asks for two credits: while its frame waits for a batch, the next one it captures can
+# already be on its way. The worker hands out second credits only once every camera holds one,
+# so with more cameras than a batch holds this is the same as one each. With 8 cameras at 60 fps
+# on 2 cores it gave 1.16x the frames of one credit each (measured while credits still went out
+# only when the worker was about to be free).
+CAMERA_CREDITS = 2
 
 
 def _frames_socket(context: zmq.Context, kind: int, config: Config) -> zmq.Socket:
@@ -110,7 +116,7 @@ class CreditLink:
     def __init__(self, context: zmq.Context, endpoints: list[str], config: Config, stream: str, keep: bool,
                  pinned: int | None):
         self.stream, self.keep, self.pinned = stream, keep, pinned
-        self.want = config.features.max_batch if keep else 1  # a camera only ever has its newest frame to send
+        self.want = config.features.max_batch if keep else CAMERA_CREDITS
         self.links: list[WorkerLink] = []
         self.poller = zmq.Poller()
         try:
@@ -183,7 +189,7 @@ class CreditLink:
             remaining = deadline - now
             if remaining <= 0:
                 return False
-            self.poller.poll(min(remaining, 0.1) * 1000)
+            self.poller.poll(poll_ms(min(remaining, 0.1)))
 
     def _receive(self, now: float) -> None:
         for link in self.links:

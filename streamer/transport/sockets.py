@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import select
 import signal
@@ -42,6 +43,12 @@ def is_loopback(endpoint: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # an interface name or a wildcard such as '*'
+
+
+def poll_ms(seconds: float) -> int:
+    """A ZeroMQ poll timeout for `seconds`, rounded up: pyzmq truncates a float to whole
+    milliseconds, so the last millisecond of every wait would be a busy loop of poll(0)."""
+    return max(0, math.ceil(seconds * 1000))
 
 
 def make_socket(context: zmq.Context, kind: int, endpoints: str, *, bind: bool, security: Security,
