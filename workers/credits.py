@@ -4,9 +4,9 @@ Captures connect a DEALER to the worker's ROUTER and say hello (`wire.Hello`: th
 many frames it could send at once). The worker keeps at most one batch of credits out
 (`features.max_batch`), shared round the captures that want more, fewest held first: a capture
 gets a second credit only once every other capture asking holds one, so every capture gets its
-turn (zguide's load-balancing pattern; MediaPipe's FlowLimiter). A capture sends its newest frame only against a credit, so frames wait in the
-capture, where a newer one replaces them, instead of in socket queues, and a busy or slow
-worker is simply sent less.
+turn (zguide's load-balancing pattern; MediaPipe's FlowLimiter). A capture sends its newest
+frame only against a credit, so frames wait in the capture, where a newer one replaces them,
+instead of in socket queues, and a busy or slow worker is simply sent less.
 
 Credits have a lease: one not used within `features.credit_lease_s` is taken back, so a capture
 that went away strands no room here, and a capture never waits on a dead worker's credit (it
@@ -101,7 +101,8 @@ class CreditLedger:
             self._turn += 1
         level = 0  # first every capture holding no credit, then those holding one, ...
         while room > 0:
-            wanting = [identity for identity in identities if len(self.peers[identity].expiries) < self.peers[identity].want]
+            wanting = [identity for identity in identities
+                       if len(self.peers[identity].expiries) < self.peers[identity].want]
             if not wanting:
                 break
             for identity in wanting:
