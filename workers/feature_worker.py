@@ -23,7 +23,7 @@ are not taken yet): as soon as a batch is taken, its credits go out again, so th
 frames come in while it runs and wait here at most about one batch time. Granting only once the
 backend is free (or a predicted moment before) left it idle for a round trip to every capture,
 which on a loaded machine is long: 0.75x push's throughput at 8 x 60 fps on 2 cores. A batch
-of only a few frames waits up to CREDIT_FILL_S for the rest its credits called for. With push
+that has frames waits up to CREDIT_FILL_S for the rest its credits called for. With push
 dispatch it is a PULL socket the captures push into round-robin.
 """
 
@@ -49,12 +49,8 @@ from workers.credits import CreditLedger
 log = logging.getLogger("features")
 
 HELD_BATCHES_PER_REQUEST = 4  # batches done but waiting for an older one, per batch the backend runs at once
-# Credit dispatch: a batch of fewer than CREDIT_FILL_BELOW frames waits up to CREDIT_FILL_S for
-# the rest its credits called for; a bigger one starts at once. Waiting leaves a core idle: with
-# every batch waiting, the 2-core machine was 183-187% busy at 8 x 60 fps, with only small ones
-# waiting 194-196%, for 1.08x the labels/s.
+# Credit dispatch: how long a batch that has frames waits for the rest its credits called for.
 CREDIT_FILL_S = 0.005
-CREDIT_FILL_BELOW = 4
 ETA_WEIGHT = 0.3  # weight of the newest batch in the batch time each credit carries
 
 
@@ -176,8 +172,7 @@ class FeatureWorker:
                 parts = frames_in.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 remaining = deadline - time.perf_counter()
-                if self.credits is not None and len(batch) < CREDIT_FILL_BELOW and self.credits.outstanding():
-                    # a few frames in hand, and frames called for are on their way
+                if self.credits is not None and self.credits.outstanding():  # frames called for are on their way
                     remaining = max(remaining, started + CREDIT_FILL_S - time.perf_counter())
                 if remaining <= 0 or not batch or not frames_in.poll(poll_ms(remaining)):
                     break
