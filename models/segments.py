@@ -39,8 +39,8 @@ def activity_settings(configured: Activity, lstm_metrics: dict) -> tuple[Activit
     the bundle has none (older bundles, random weights); else the configured ones."""
     tuned = lstm_metrics.get("activity") or {}
     if configured.from_bundle and all(key in tuned for key in TUNED_KEYS):
-        chosen = replace(configured, ema_alpha=float(tuned["ema_alpha"]), enter=float(tuned["enter"]),
-                         leave=float(tuned["leave"]), min_frames=int(tuned["min_frames"]))
+        # each value as the type of the setting it replaces (min_frames an int, the others floats)
+        chosen = replace(configured, **{key: type(getattr(configured, key))(tuned[key]) for key in TUNED_KEYS})
         return chosen, "chosen on the bundle's validation split"
     reason = "activity.from_bundle=false" if configured.from_bundle is False else "the bundle records none"
     return configured, f"configured ({reason})"

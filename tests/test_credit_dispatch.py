@@ -19,6 +19,8 @@ import time
 
 import zmq
 
+from configs.settings import load_config
+from streamer.capture.dispatch import CreditLink
 from streamer.transport import wire
 from tests.support.clips import write_opencv
 from tests.support.pipeline import FAST, Listener, Pipeline, free_endpoints, is_label, is_stats, run_py, stop_process
@@ -116,9 +118,6 @@ def test_a_file_loses_no_frame_when_its_worker_is_killed(tmp_path):
 def test_a_camera_waiting_for_credit_sleeps_instead_of_polling_in_a_loop(zmq_context):
     """pyzmq truncates a float poll timeout to whole milliseconds, so a wait that rounded down
     would end each `ready()` in a busy loop of poll(0) (16 cameras spent ~25% of a core on it)."""
-    from configs.settings import load_config
-    from streamer.capture.dispatch import CreditLink
-
     worker = zmq_context.socket(zmq.ROUTER)  # a worker that hears the hellos and grants nothing
     port = worker.bind_to_random_port("tcp://127.0.0.1")
     link = CreditLink(zmq_context, [f"tcp://127.0.0.1:{port}"], load_config(None, []), "cam", keep=False, pinned=None)
