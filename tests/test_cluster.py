@@ -13,7 +13,8 @@ coordinator's assignment and to find the victim node's processes. It checks:
   streams that replay a video file (every frame sent, so a seq is the same frame on every cell; a
   synthetic camera keeps only its newest frame and under load may skip one) the labels after the
   move equal those the same frames got before it (the model as on one host);
-- under each epoch a stream's labels come from one cell: seq only grows, never repeats.
+- under each epoch a stream's labels come from one cell: seq only grows, never repeats;
+- each cell's LSTM worker's stats come named for the cell (`cell-0:lstm`, ...), not all as `lstm`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # this test's Ray stays o
 
 import pytest  # noqa: E402
 import ray  # noqa: E402 - the cluster extra; missing, this test fails (CI installs it)
+import zmq  # noqa: E402
 
 from streamer.ops.cluster.coordinator import COORDINATOR, cell_names  # noqa: E402
 from streamer.transport import wire  # noqa: E402
@@ -147,7 +149,7 @@ def test_thirty_streams_on_three_cells_survive_a_join_and_a_kill(tmp_path):
     up = run_py(args, sets, up_log, cwd=tmp_path)
     streams = [f"cam{i}" for i in range(STREAMS)]
     joined = None
-    listener = Listener(endpoints["labels"], topics=(b"label/",))
+    listener = Listener(endpoints["labels"], topics=(b"label/", b"stats/lstm"))
     labels = Labels(listener)
     try:
         # 1. every stream labelled with a full window on three cells
@@ -208,6 +210,8 @@ def test_thirty_streams_on_three_cells_survive_a_join_and_a_kill(tmp_path):
     log = up_log.read_text(errors="replace")
     assert code == 0, log[-6000:]
     assert "up stopped: 30 stream(s)" in log, log[-6000:]
+    assert {"cell-0:lstm", "cell-1:lstm", "cell-2:lstm", "cell-3:lstm"} <= set(listener.stats), sorted(listener.stats)
+    assert "lstm" not in listener.stats
 
     # every stream resumed: the first label after the kill, and for a moved stream its first at the new epoch
     resumed = {}
@@ -280,3 +284,20 @@ def test_cells_reach_a_proxy_bound_on_every_interface_at_its_node_address():
     assert connect_address("tcp://*:5559", "10.1.2.3") == "tcp://10.1.2.3:5559"
     assert connect_address("tcp://127.0.0.1:5559", "10.1.2.3") == "tcp://127.0.0.1:5559"
     assert connect_address("tcp://head.example:5559", "10.1.2.3") == "tcp://head.example:5559"
+
+
+def test_a_cells_worker_stats_are_named_for_the_cell_and_everything_else_passes_as_it_came():
+    from streamer.ops.cluster.cell import named_for_cell
+
+    lstm = wire.pack_published(wire.Stats(process="lstm", t=1.0, counters={"labels": 3.0}))
+    capture = wire.pack_published(wire.Stats(process="capture:cam0", t=1.0, counters={"frames_sent": 5.0}))
+    label = wire.pack_published(wire.Label(stream="cam0", seq=0, t_capture=1.0, t_publish=1.1, label="a", score=1.0,
+                                           top_k=[("a", 1.0)], warming=True, frames_in_window=1, model_id="m",
+                                           stages={}))
+    renamed = named_for_cell([zmq.Frame(part) for part in lstm], "cell-1")  # as the forwarder receives them
+    assert renamed[0] == b"stats/cell-1:lstm/"
+    assert wire.unpack_published(renamed) == wire.Stats(process="cell-1:lstm", t=1.0, counters={"labels": 3.0})
+    assert named_for_cell(capture, "cell-1") is capture and named_for_cell(label, "cell-1") is label
+    broken = [b"stats/lstm/", b"not msgpack"]
+    assert named_for_cell(broken, "cell-1") is broken
+    assert named_for_cell(lstm, "x" * 70) is lstm  # a name past the wire's limit: as it came

@@ -7,6 +7,8 @@
 - A process hammered with bursts of SIGTERMs while its main loop waits on the stop flag always
   ends (the former flag's `threading.Event.set()` in the handler could deadlock there); a second
   signal exits at once, and a shutdown that hangs is ended by the kernel after the hard limit.
+- `shutdown` of children of which some never started (a worker before them failed) stops the
+  started ones and passes over the others.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 
 import pytest
 
+from streamer.ops.supervisor import Child, shutdown
 from streamer.runtime.lifetime import SUPERVISOR_PID_VARIABLE
 from tests.support.pipeline import ROOT, RUN_PY, free_port
 
@@ -179,3 +182,15 @@ def test_a_shutdown_that_hangs_is_ended_after_the_hard_limit_or_by_a_second_sign
     process.send_signal(signal.SIGINT)
     process.wait(timeout=30)
     assert process.returncode == 128 + signal.SIGINT
+
+
+def test_shutdown_stops_the_started_children_and_passes_over_one_never_started(tmp_path):
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    started = Child("lstm", sleeper, tmp_path / "lstm.log")
+    never_started = Child("features:0", sleeper, tmp_path / "features.log")
+    capture = Child("capture:cam0", sleeper, tmp_path / "capture.log", is_capture=True)
+    started.start()
+    capture.start()
+    shutdown([started, never_started, capture], grace_s=5.0)
+    assert started.exit_code() is not None and capture.exit_code() is not None
+    assert never_started.process is None

@@ -8,7 +8,8 @@ import json
 from rich.console import Console
 
 from streamer.transport import wire
-from streamer.apps.subscriber import View, is_settled, label_json, render
+from streamer.apps.subscriber import EVENTS_KEPT, View, is_settled, label_json, render
+from streamer.ops.tally import LATENCY_SAMPLES
 
 
 def _label(stream: str, seq: int, label: str, truth: str, truth_since: int = 0, warming: bool = False) -> wire.Label:
@@ -42,3 +43,19 @@ def test_json_line_is_the_whole_message_plus_latency():
     record = json.loads(label_json(_label("cam0", 40, "GrowShape", "GrowShape"), received=100.05))
     assert record["stream"] == "cam0" and record["top_k"][0] == ["GrowShape", 0.8]
     assert abs(record["latency_ms"] - 50.0) < 1e-6
+
+
+def test_a_long_running_view_keeps_the_newest_latencies_and_events_only():
+    view = View()
+    label = _label("cam0", 40, "GrowShape", "GrowShape")
+    for index in range(LATENCY_SAMPLES + 10):
+        view.add_label(label, received=100.0 + index / 1000)  # latency_ms grows by 1 a label
+    for index in range(EVENTS_KEPT + 5):
+        view.take(wire.StreamStart(stream=f"cam{index}", source="synthetic", fps=30.0, width=64, height=64,
+                                   t=0.0), received=0.0)
+    assert view.labels == LATENCY_SAMPLES + 10  # every label counted
+    assert len(view.latencies_ms) == LATENCY_SAMPLES and round(view.latencies_ms[0]) == 10  # the oldest 10 gone
+    assert len(view.events) == EVENTS_KEPT and view.events[-1].startswith(f"cam{EVENTS_KEPT + 4}:")
+    console = Console(file=io.StringIO(), width=200)
+    console.print(render(view))
+    assert f"cam{EVENTS_KEPT + 4}: started" in console.file.getvalue()

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
 import zmq
@@ -24,6 +25,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from configs.exit_codes import ExitCode
 from configs.settings import Config, add_config_arguments, from_args
+from streamer.ops.tally import LATENCY_SAMPLES
 from streamer.transport import wire
 from streamer.transport.sockets import StopFlag, make_socket
 from streamer.transport.wire import received_messages
@@ -32,6 +34,7 @@ HINT_EVERY_S = 5.0  # with nothing arriving, say what to check this often
 RUNNER_UP_FROM_COLUMNS = 100  # narrower terminals leave the runner-up out, so nothing else is cut
 SILENT_AFTER_S = 5.0  # a stream with no label for this long is shown as silent, not live
 NO_LABEL_TIMEOUT_S = 30.0  # --count/--json give up after this long without a label (--timeout)
+EVENTS_KEPT = 100  # stream starts and ends remembered (the view shows the last 3)
 LEGEND = {
     "window": "frames the label is computed over (32: a full window; fewer while warming up)",
     "truth": "what the synthetic camera shows",
@@ -52,9 +55,10 @@ class StreamView:
 @dataclass
 class View:
     streams: dict[str, StreamView] = field(default_factory=dict)
-    events: list[str] = field(default_factory=list)
+    events: deque[str] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)  # every label's, capture -> received
+    # capture -> received, the newest LATENCY_SAMPLES labels': a subscriber left running for days does not grow
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
     labels: int = 0
     malformed: int = 0
     timed_out: bool = False  # gave up waiting for a label (--timeout)
@@ -139,7 +143,7 @@ def render(view: View, now: float | None = None, width: int | None = None) -> Ta
     legend = ["ms: camera frame -> label here", f"window: {LEGEND['window']}"]
     if has_truth:
         legend += [f"truth: {LEGEND['truth']}", f"acc: {LEGEND['acc']}"]
-    lines = ([view.waiting] if view.waiting else []) + ([" | ".join(view.events[-3:])] if view.events else [])
+    lines = ([view.waiting] if view.waiting else []) + ([" | ".join(list(view.events)[-3:])] if view.events else [])
     table.caption = Text("\n".join(lines + ["; ".join(legend)]))
     return table
 

@@ -486,9 +486,10 @@ def last_log_line(path: Path) -> str:
 
 
 def shutdown(children: list[Child], grace_s: float = 5.0) -> None:
-    """SIGTERM in reverse start order (captures first), then SIGKILL whatever is still running."""
+    """SIGTERM in reverse start order (captures first), then SIGKILL whatever is still running
+    (a child never started, as when a worker before it failed to bind, is passed over)."""
     for child in reversed(children):
-        if child.exit_code() is None:
+        if child.process is not None and child.exit_code() is None:
             child.process.terminate()
             if child.is_capture:
                 continue

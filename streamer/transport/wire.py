@@ -211,7 +211,7 @@ class Hello:
     Sent when a capture connects and then every half lease, so a restarted worker learns of it."""
 
     stream: str
-    want: int  # credits the capture can use at once (a camera 1: only its newest frame; a file more)
+    want: int  # credits the capture can use at once (a camera 2: its next frame can be on its way; a file a batch)
     t: float
 
 

@@ -9,7 +9,10 @@ streams taken away and starts those of the streams given; they start a fresh win
 The assignment is sent again every poll, so a restarted LSTM worker learns it within one.
 
 The LSTM worker's labels are forwarded from its own PUB socket to the cluster's label proxy, so
-the supervisor loop watches its pipeline exactly as on one host.
+the supervisor loop watches its pipeline exactly as on one host. Every cell has an `lstm`, a
+`features:0` and a `supervisor`: their stats go out as `cell-1:lstm` and so on, so a dashboard
+on the one endpoint tells the cells' counters apart (a capture's name, `capture:STREAM`, is one
+stream's wherever it runs, and stays).
 """
 
 from __future__ import annotations
@@ -104,8 +107,8 @@ class Cell:
         self.config_path = pipeline_log_dir(config) / "up-config.toml"
         self.config = config
         done = threading.Event()  # this pipeline ended (stopped, or it could not start): its forwarder too
-        forwarder = threading.Thread(target=forward_labels, args=(config, lambda: bool(self.stop) or done.is_set()),
-                                     daemon=True)
+        forwarder = threading.Thread(target=forward_labels,
+                                     args=(config, self.cell, lambda: bool(self.stop) or done.is_set()), daemon=True)
         forwarder.start()
         log.info("cell %s: pipeline on %s, labels forwarded to %s", self.cell, config.endpoints.labels,
                  config.cluster.labels_in)
@@ -164,8 +167,9 @@ class Cell:
                 pass
 
 
-def forward_labels(config: Config, stopped: Callable[[], bool]) -> None:
-    """Everything the cell's LSTM worker publishes, into the cluster's label proxy (topics unchanged)."""
+def forward_labels(config: Config, cell: str, stopped: Callable[[], bool]) -> None:
+    """Everything the cell's LSTM worker publishes, into the cluster's label proxy (topics unchanged,
+    but the cell's own workers' stats named for the cell: `named_for_cell`)."""
     context = zmq.Context()
     inbound = make_socket(context, zmq.SUB, config.endpoints.labels, bind=False, security=config.security,
                           hwm=10000)
@@ -178,10 +182,30 @@ def forward_labels(config: Config, stopped: Callable[[], bool]) -> None:
                 continue
             for _ in range(1000):
                 try:
-                    outbound.send_multipart(inbound.recv_multipart(zmq.NOBLOCK, copy=False), copy=False)
+                    outbound.send_multipart(named_for_cell(inbound.recv_multipart(zmq.NOBLOCK, copy=False), cell),
+                                            copy=False)
                 except zmq.Again:
                     break
     finally:
         inbound.close(linger=0)
         outbound.close(linger=0)
         context.term()
+
+
+def named_for_cell(parts: list, cell: str) -> list:
+    """A published message as it came, unless it is the stats of one of the cell's workers: those
+    go out as `CELL:NAME` (its topic with it). A malformed one goes as it came, for the subscribers
+    to count, and so does one whose new name would break the wire's rule for names (a long node name)."""
+    topic = parts[0].bytes if isinstance(parts[0], zmq.Frame) else bytes(parts[0])
+    if not topic.startswith(b"stats/"):
+        return parts
+    try:
+        stats = wire.unpack_published(parts)
+    except wire.WireError:
+        return parts
+    if stats.process.startswith("capture:"):
+        return parts
+    named = f"{cell}:{stats.process}"
+    if not wire.is_stream_name(named):  # (a process name ends up in a topic: the stream names' rule)
+        return parts
+    return wire.pack_published(wire.Stats(process=named, t=stats.t, counters=stats.counters))
