@@ -149,7 +149,7 @@ def test_thirty_streams_on_three_cells_survive_a_join_and_a_kill(tmp_path):
     up = run_py(args, sets, up_log, cwd=tmp_path)
     streams = [f"cam{i}" for i in range(STREAMS)]
     joined = None
-    listener = Listener(endpoints["labels"], topics=(b"label/", b"stats/lstm"))
+    listener = Listener(endpoints["labels"], topics=(b"label/", b"stats/lstm", b"stats/cell-"))
     labels = Labels(listener)
     try:
         # 1. every stream labelled with a full window on three cells

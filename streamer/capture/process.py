@@ -375,6 +375,10 @@ class Reader(threading.Thread):
 # A file's last frames and its end can still be queued when it ends (the pipeline is behind by design):
 # closing waits this long for them to leave, rather than the usual moment.
 ENDED_LINGER_MS = 60_000
+# A stopped capture's last counters and stream end wait this long for room in a socket its last
+# frames filled (capture.send_hwm is 2): sent at once, they were lost now and then, and the
+# stream then ended downstream only when the LSTM worker evicted it for silence.
+FINAL_MESSAGES_S = 0.5
 
 
 def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = None) -> int:
@@ -467,9 +471,10 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
             _send_when_possible(link, stats, stop)
             _send_when_possible(link, end, stop)
             linger_ms = ENDED_LINGER_MS
-        else:
-            link.send_control(stats)
-            link.send_control(end)
+        else:  # stopped or failed: the socket may be full of the last frames just now, so a moment for room
+            deadline = time.monotonic() + FINAL_MESSAGES_S
+            for message in (stats, end):
+                _send_before(link, message, deadline)
         log.info("capture %s done (%s): %d read, %d sent, %d dropped", stream, reason, reader.frames_read, sent,
                  slot.dropped)
         if reader.stuck_exit or reader.crashed:
@@ -487,6 +492,15 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
 def _send_kept(link: CreditLink | PushLink, frame: wire.Frame) -> wire.Frame | None:
     """Try again to send a frame that must not be dropped; None once it went out."""
     return None if link.send_frame(frame) else frame
+
+
+def _send_before(link: CreditLink | PushLink, message, deadline: float) -> bool:
+    """Send `message` as soon as the link has room, or give up at `deadline` (monotonic)."""
+    while not link.send_control(message):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def _send_when_possible(link: CreditLink | PushLink, message, stop: StopFlag) -> None:
