@@ -494,13 +494,10 @@ def _send_kept(link: CreditLink | PushLink, frame: wire.Frame) -> wire.Frame | N
     return None if link.send_frame(frame) else frame
 
 
-def _send_before(link: CreditLink | PushLink, message, deadline: float) -> bool:
+def _send_before(link: CreditLink | PushLink, message, deadline: float) -> None:
     """Send `message` as soon as the link has room, or give up at `deadline` (monotonic)."""
-    while not link.send_control(message):
-        if time.monotonic() >= deadline:
-            return False
+    while not link.send_control(message) and time.monotonic() < deadline:
         time.sleep(0.005)
-    return True
 
 
 def _send_when_possible(link: CreditLink | PushLink, message, stop: StopFlag) -> None:
