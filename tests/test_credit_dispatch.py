@@ -9,6 +9,8 @@
 - `kill -9` of the only feature worker in the middle of a file: `up` restarts it, the capture sends
   the frames the dead worker never acknowledged again, and every frame gets exactly one label.
 - A camera waiting for a credit that does not come sleeps in its poll, with no busy loop.
+- A camera's socket holds every frame its credits allow, with its stats beside them, while the
+  worker is too busy to read: none is refused (and dropped, its credits voided).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import os
 import signal
 import time
 
+import numpy as np
 import zmq
 
 from configs.settings import load_config
-from streamer.capture.dispatch import CreditLink
+from streamer.capture.dispatch import CAMERA_CREDITS, CreditLink
 from streamer.transport import wire
 from tests.support.clips import write_opencv
-from tests.support.pipeline import FAST, Listener, Pipeline, free_endpoints, is_label, is_stats, run_py, stop_process
+from workers.feature_worker import bind_frames_socket
+from tests.support.pipeline import (FAST, Listener, Pipeline, free_endpoints, free_port, is_label, is_stats, run_py,
+                                    stop_process)
 
 CAMERAS = 3
 
@@ -132,3 +137,36 @@ def test_a_camera_waiting_for_credit_sleeps_instead_of_polling_in_a_loop(zmq_con
         worker.close(0)
     assert timeouts and 0 not in timeouts, f"polls with no wait while waiting for credit: {timeouts}"
     assert len(timeouts) <= 2 * 20, f"{len(timeouts)} polls for 20 waits"
+
+
+def test_a_busy_worker_is_sent_every_frame_its_credits_allow_with_no_refusal(zmq_context):
+    """The worker's frames socket as it is made (one message per capture queued, 64 KiB kernel
+    buffers) and a worker busy with a batch, reading nothing: lecture-size frames (150 KB) against
+    the camera's credits, and its stats, all find room in the camera's socket. At the old
+    capture.send_hwm of 2 the stats were refused (with slower kernel buffers, a frame: then its credits
+    were voided)."""
+    config = load_config(None, [f"endpoints.frames=tcp://127.0.0.1:{free_port()}"])
+    worker = bind_frames_socket(zmq_context, config)
+    link = CreditLink(zmq_context, [config.endpoints.frames], config, "cam", keep=False, pinned=None)
+    try:
+        assert not link.ready(200)  # says hello; no credit yet
+        assert worker.poll(5000), "no hello from the camera"
+        identity, *parts = worker.recv_multipart()
+        assert isinstance(wire.unpack(parts), wire.Hello)
+        worker.send_multipart([identity, *wire.pack(wire.Credit(worker=7, grant=CAMERA_CREDITS, lease_ms=5000,
+                                                                eta_ms=40.0))])
+        image = np.zeros((224, 224, 3), np.uint8)
+        for seq in range(CAMERA_CREDITS):
+            assert link.ready(2000), f"no credit for frame {seq}"
+            assert link.send_frame(wire.Frame(stream="cam", seq=seq, t_capture=time.time(), image=image,
+                                              session=1)), f"frame {seq} refused by the camera's own socket"
+        assert link.send_control(wire.Stats(process="capture:cam", t=time.time(), counters={"frames_read": 2.0}))
+        time.sleep(0.5)  # the busy worker reads nothing meanwhile; then it takes everything
+        kinds = []
+        while worker.poll(1000):
+            kinds.append(type(wire.unpack(worker.recv_multipart()[1:])).__name__)
+        assert kinds.count("Frame") == CAMERA_CREDITS and "Stats" in kinds, kinds
+        assert link.counters()["credits_held"] == 0
+    finally:
+        link.close(0)
+        worker.close(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -103,6 +104,31 @@ def test_two_synthetic_streams_through_up(tmp_path, zmq_context):
             assert label.t_capture <= label.t_publish <= got + 0.01
             assert label.model_id == "random-seed0" and label.truth is not None
             assert len(label.top_k) == 3 and label.label == label.top_k[0][0]
+
+
+def test_up_s_summary_has_every_captures_last_counters(tmp_path, zmq_context):
+    # No periodic capture report in this run: the summary's frames can only come from the report a
+    # capture sends as it stops, which has to travel through the feature and LSTM workers to `up`
+    # (stopped all at once, they lost it now and then: the summary then showed fewer frames than labels).
+    endpoints = loopback_endpoints()
+    process = start_up(tmp_path, endpoints, ["synthetic", "synthetic"], ["capture.stats_interval_s=600"])
+    try:
+        sub = subscriber(zmq_context, endpoints["labels"], b"label/")
+        seen: dict[str, int] = defaultdict(int)
+        deadline = time.monotonic() + 90
+        while len(seen) < 2 or min(seen.values()) < 20:
+            assert time.monotonic() < deadline, f"labels so far: {dict(seen)}"
+            assert process.poll() is None, stop_up(process)
+            seen[wire.unpack_published(recv_published(sub, 60)).stream] += 1
+    finally:
+        log = stop_up(process)
+    summary = log[log.index("up stopped: 2 stream(s)"):]
+    rows = {name: (int(read), int(sent), int(labels))
+            for name, read, sent, labels in re.findall(r"(cam\d)\s*\S\s*(\d+) read, (\d+) sent\s*\S\s*(\d+)", summary)}
+    assert set(rows) == {"cam0", "cam1"}, summary
+    for name, (read, sent, labels) in rows.items():
+        # every label is of a frame sent, every frame sent was read
+        assert read >= sent >= labels >= 20, (name, summary)
 
 
 def test_lstm_worker_labels_equal_offline_windows_with_out_of_order_delivery(zmq_context):

@@ -47,10 +47,11 @@ MAX_UNACKED = 4096  # frames remembered per worker until acknowledged
 # on 2 cores it gave 1.16x the frames of one credit each (measured while credits still went out
 # only when the worker was about to be free).
 CAMERA_CREDITS = 2
+CONTROL_MESSAGES = 4  # room beside the frames in a credit link's socket: a hello, stats, a stream start and end
 
 
-def _frames_socket(context: zmq.Context, kind: int, config: Config) -> zmq.Socket:
-    socket = make_socket(context, kind, "", bind=False, security=config.security, hwm=config.capture.send_hwm,
+def _frames_socket(context: zmq.Context, kind: int, config: Config, hwm: int) -> zmq.Socket:
+    socket = make_socket(context, kind, "", bind=False, security=config.security, hwm=hwm,
                          max_message_bytes=wire.MAX_HEADER_BYTES)
     if config.capture.send_buffer_bytes > 0:
         # A small kernel buffer keeps frames from queueing under ZeroMQ's high-water mark; it has to
@@ -71,7 +72,7 @@ class PushLink:
     """Round-robin over the workers' PULL sockets: a frame goes whenever the socket has room."""
 
     def __init__(self, context: zmq.Context, endpoints: list[str], config: Config):
-        self.socket = _frames_socket(context, zmq.PUSH, config)
+        self.socket = _frames_socket(context, zmq.PUSH, config, config.capture.send_hwm)
         for endpoint in endpoints:
             self.socket.connect(endpoint)
 
@@ -121,7 +122,12 @@ class CreditLink:
         self.poller = zmq.Poller()
         try:
             for endpoint in endpoints:
-                socket = _frames_socket(context, zmq.DEALER, config)
+                # Credits bound the frames on their way, so the socket is no back-pressure here: it must
+                # hold every frame they allow and the control messages beside them. At capture.send_hwm
+                # (2), a camera's second frame found it full now and then while the worker was busy
+                # (16 x 60 fps: 16-44 a phase), and that frame was dropped and both its credits voided.
+                hwm = max(config.capture.send_hwm, self.want + CONTROL_MESSAGES)
+                socket = _frames_socket(context, zmq.DEALER, config, hwm)
                 self.links.append(WorkerLink(endpoint, socket, lease_s=config.features.credit_lease_s))
                 socket.connect(endpoint)
                 self.poller.register(socket, zmq.POLLIN)
