@@ -25,8 +25,8 @@ import zmq
 from configs.settings import load_config
 from streamer.capture.dispatch import CAMERA_CREDITS, CreditLink
 from streamer.transport import wire
-from tests.support.clips import write_opencv
 from workers.feature_worker import bind_frames_socket
+from tests.support.clips import write_opencv
 from tests.support.pipeline import (FAST, Listener, Pipeline, free_endpoints, free_port, is_label, is_stats, run_py,
                                     stop_process)
 
@@ -143,8 +143,8 @@ def test_a_busy_worker_is_sent_every_frame_its_credits_allow_with_no_refusal(zmq
     """The worker's frames socket as it is made (one message per capture queued, 64 KiB kernel
     buffers) and a worker busy with a batch, reading nothing: lecture-size frames (150 KB) against
     the camera's credits, and its stats, all find room in the camera's socket. At the old
-    capture.send_hwm of 2 the stats were refused (with slower kernel buffers, a frame: then its credits
-    were voided)."""
+    capture.send_hwm of 2 the stats were refused here; in the bench, now and then a frame, whose
+    credits the camera then voided."""
     config = load_config(None, [f"endpoints.frames=tcp://127.0.0.1:{free_port()}"])
     worker = bind_frames_socket(zmq_context, config)
     link = CreditLink(zmq_context, [config.endpoints.frames], config, "cam", keep=False, pinned=None)
