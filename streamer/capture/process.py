@@ -376,8 +376,8 @@ class Reader(threading.Thread):
 # closing waits this long for them to leave, rather than the usual moment.
 ENDED_LINGER_MS = 60_000
 # A stopped capture's last counters and stream end wait this long for room in a socket its last
-# frames filled (with push dispatch it holds capture.send_hwm, 2): sent at once, they were lost now and then, and the
-# stream then ended downstream only when the LSTM worker evicted it for silence.
+# frames filled (with push dispatch it holds capture.send_hwm, 2): sent at once, they were lost now
+# and then, and the stream then ended downstream only when the LSTM worker evicted it for silence.
 FINAL_MESSAGES_S = 0.5
 
 

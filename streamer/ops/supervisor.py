@@ -489,24 +489,17 @@ def last_log_line(path: Path) -> str:
 
 
 def stop_captures_first(children: list[Child], watch: PipelineWatch, tally: Tally,
-                        grace_s: float = 5.0, settle_s: float = STOPPED_ENDS_S) -> None:
+                        settle_s: float = STOPPED_ENDS_S) -> None:
     """Stop the captures, then, while the workers still run, take in what comes back until every
     stream that was being labelled has ended (at most `settle_s`): a capture's last counters travel
     just before its stream end. With every process stopped at once they were lost now and then,
     and the summary showed fewer frames read than labels. `shutdown` stops the workers after this."""
     captures = [c for c in children if c.is_capture and c.process is not None and c.exit_code() is None]
-    for child in captures:
-        child.process.terminate()
-    deadline = time.monotonic() + grace_s
-    for child in captures:
-        try:
-            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass  # `shutdown` kills it
+    shutdown(captures)
     # A stream with no label since its last end has nothing on its way (the LSTM worker drops the
     # end of a stream it holds nothing of), so it is not waited for.
-    labelled = [tally.stream(c.name.removeprefix("capture:")) for c in captures]
-    labelled = [item for item in labelled if item.labels and item.ended is None]
+    streams = [tally.stream(c.name.removeprefix("capture:")) for c in captures]
+    labelled = [item for item in streams if item.labels and item.ended is None]
     settle_until = time.monotonic() + settle_s
     while any(item.ended is None for item in labelled) and time.monotonic() < settle_until:
         if watch.socket.poll(50):
