@@ -93,6 +93,8 @@ class Capture:
     files_as_live: bool = False
     # how frames reach the feature workers: credit (a worker asks for frames when it has room) or push (round-robin)
     dispatch: DispatchChoice = "credit"
+    # `up`: live sources sharing one capture process (a thread each, one ZeroMQ I/O thread); a file always has its own
+    cameras_per_process: int = 8
 
 
 @dataclass(frozen=True)

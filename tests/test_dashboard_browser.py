@@ -30,7 +30,9 @@ def _seq(page, stream: str) -> int:
 
 
 def test_cards_labels_previews_events_and_metrics_of_a_running_pipeline(tmp_path):
-    pipeline = Pipeline(tmp_path / "pipeline", ["a=synthetic", "b=synthetic"], sets=["capture.preview_fps=4"])
+    # A capture process per camera, so one can be stopped while the other goes on.
+    pipeline = Pipeline(tmp_path / "pipeline", ["a=synthetic", "b=synthetic"],
+                        sets=["capture.preview_fps=4", "capture.cameras_per_process=1"])
     endpoint_sets = [f"endpoints.{name}={value}" for name, value in pipeline.endpoints.items()]
     # The dashboard and a plain subscriber both listen before anything is published.
     with Dashboard(tmp_path, endpoint_sets) as dashboard, \

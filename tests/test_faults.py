@@ -1,6 +1,6 @@
 """Processes that die, sources that hang: `run.py up` restarts, the capture's watchdog reconnects.
 
-The first test kills (SIGKILL) the feature worker, then the LSTM worker, then a capture of a real
+The first test kills (SIGKILL) the feature worker, then the LSTM worker, then the capture process (both cameras) of a real
 pipeline, and checks each is restarted within 5 s, labels resume, the restart is logged and
 counted on `stats/supervisor/`, and nothing queued up while it was down. The others test the
 supervisor's crash-loop backoff and the capture's watchdog with real subprocesses and threads.
@@ -46,7 +46,8 @@ def test_killed_processes_are_restarted_labels_resume_and_nothing_piles_up(tmp_p
         for stream in streams:
             listener.wait_for(is_label(stream, warming=False), 120, f"first warm label of {stream}", since=0,
                               pipeline=pipeline)
-        for number, child in enumerate(("features:0", "lstm", "capture:cam0"), start=1):
+        # the capture process: both cameras share it (capture.cameras_per_process)
+        for number, child in enumerate(("features:0", "lstm", "capture:cam0+cam1"), start=1):
             old = pipeline.pid(child)
             t_kill, wall_kill = time.monotonic(), time.time()
             os.kill(old, signal.SIGKILL)
@@ -59,12 +60,15 @@ def test_killed_processes_are_restarted_labels_resume_and_nothing_piles_up(tmp_p
             assert f"{child} died (killed by SIGKILL)" in pipeline.log()
             stats = listener.wait_for(is_stats("supervisor", lambda c, n=number: c["restarts"] == n), 10,
                                       f"supervisor stats counting {number} restart(s)")
-            assert stats.message.counters[f"restarts_{child}"] == 1
+            # a capture's restarts are counted under each of its cameras' process names
+            names = [f"capture:{stream}" for stream in streams] if child.startswith("capture:") else [child]
+            assert [stats.message.counters[f"restarts_{name}"] for name in names] == [1] * len(names)
             check_nothing_piled_up(listener, child, wall_kill, t_restarted)
-        # The killed capture came back as a new session: its window started again.
+        # Both cameras of the killed capture came back as new sessions: their windows started again.
         # (labels of frames the old session captured before the kill may still arrive after it)
-        after = [item for item in listener.labels("cam0", since=t_restarted) if item.message.t_capture > wall_kill]
-        assert after and after[0].message.warming and after[0].message.frames_in_window == 1
+        for stream in streams:
+            after = [item for item in listener.labels(stream, since=t_restarted) if item.message.t_capture > wall_kill]
+            assert after and after[0].message.warming and after[0].message.frames_in_window == 1, stream
     for child, (restart_s, resume_s) in figures.items():
         print(f"\n{child}: restarted {restart_s:.2f} s after SIGKILL, labels on every stream {resume_s:.1f} s after")
 

@@ -88,7 +88,7 @@ def test_camera_killed_mid_stream_reconnects_and_restarts_the_window(camera, liv
     figures = outage_and_recovery(camera, pipeline, listener, camera.kill, camera.start, detect_within_s=3.0)
     print(f"\nRTSP server killed: outage reported after {figures['detected_s']:.2f} s; "
           f"labels resumed {figures['resumed_s']:.2f} s after the server was back")
-    log = pipeline.log("capture-cam.log")
+    log = pipeline.capture_log("cam")
     assert "nothing listens on 127.0.0.1" in log and "retrying in" in log, log[-3000:]
     stats = listener.wait_for(is_stats("capture:cam", lambda c: c["outages"] >= 1 and c["connected"] == 1), 5,
                               "capture stats counting the outage")
@@ -109,7 +109,7 @@ def test_camera_that_stalls_with_its_socket_open_is_detected(camera, live):
     figures = outage_and_recovery(camera, pipeline, listener, camera.freeze, thaw, detect_within_s=STALL_S + 2)
     print(f"\nRTSP server frozen: outage reported after {figures['detected_s']:.2f} s; "
           f"labels resumed {figures['resumed_s']:.2f} s after it thawed")
-    assert f"no frame for {STALL_S:.1f} s" in pipeline.log("capture-cam.log"), "the watchdog did not fire"
+    assert f"no frame for {STALL_S:.1f} s" in pipeline.capture_log("cam"), "the watchdog did not fire"
     stats = listener.wait_for(is_stats("capture:cam", lambda c: c["stalls"] >= 1), 5, "capture stats counting the stall")
     assert stats.message.counters["stuck_readers"] <= 1
     supervisor = listener.wait_for(is_stats("supervisor"), 5, "supervisor stats")

@@ -75,7 +75,7 @@ def test_neither_secret_appears_in_ps_logs_or_topics(tmp_path):
         assert "capture" in command_lines and not leaked(command_lines), leaked(command_lines)
         logs = {path: path.read_text(errors="replace") for path in
                 [pipeline.up_log, *sorted(pipeline.log_dir.iterdir())]}
-        capture_log = logs[pipeline.log_dir / "capture-locked.log"]
+        capture_log = pipeline.capture_log("locked")
         assert "rtsp://127.0.0.1:1/x" in capture_log and "connection refused" in capture_log, capture_log[-2000:]
         for path, text in logs.items():
             assert not leaked(text), f"{path} holds {leaked(text)}"

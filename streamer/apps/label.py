@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from configs.settings import ActionableError, Config, add_config_arguments, from_args
+from configs.settings import ActionableError, Config, add_config_arguments, from_args, replace
 from streamer.ops.supervisor import Child, PipelineWatch, describe_exit, last_log_line, prepare, shutdown
 from streamer.transport import wire
 from streamer.transport.sockets import make_socket
@@ -92,9 +92,11 @@ def label_videos(config: Config, videos: list[str], out_dir: Path, annotate: boo
                  console: Console) -> tuple[list[VideoResult], float]:
     """Each video's result, and the model's frames per second of inference time over them all."""
     streams = [f"v{index}" for index in range(len(videos))]
+    # One capture per video, started when its turn comes (even with capture.files_as_live).
+    config = replace(config, "capture", cameras_per_process=1)
     children = prepare(config, [f"{s}={v}" for s, v in zip(streams, videos)], config_name="label-config.toml")
     workers = [child for child in children if not child.is_capture]
-    captures = {child.name.split(":", 1)[1]: child for child in children if child.is_capture}
+    captures = {child.streams[0]: child for child in children if child.is_capture}
     context = zmq.Context()
     watch = PipelineWatch(context, config)
     listener = make_socket(context, zmq.SUB, config.endpoints.labels, bind=False, security=config.security,

@@ -131,7 +131,7 @@ def dispatch_comparison(args: argparse.Namespace, console: Console) -> int:
 
     config = from_args(args)
     variants = (dispatch_compare.slow_worker_variants(config, args.slow_worker) if args.slow_worker
-                else dispatch_compare.dispatch_variants(config))
+                else dispatch_compare.dispatch_variants(config, args.push_cameras_per_process))
     result = dispatch_compare.measure(variants, list(args.source) or ["synthetic"] * args.streams, args.fps,
                                       phase_s=args.phase_seconds, rounds=args.rounds, warmup_s=args.warmup,
                                       console=console)
@@ -168,6 +168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dispatch", action="store_true",
                         help="instead: credit dispatch against push dispatch, alternating phases of --phase-seconds, "
                              "each a fresh pipeline (streamer/bench/dispatch_compare.py)")
+    parser.add_argument("--push-cameras-per-process", type=int, default=0, metavar="N",
+                        help="with --dispatch: push's capture.cameras_per_process (default: credit's; 1: a capture "
+                             "process per camera, the pipeline before they were shared)")
     parser.add_argument("--slow-worker", type=float, default=0.0, metavar="K",
                         help="instead: one feature worker alone against two, the second K times slower "
                              "(features.slowdown), credit dispatch, alternating phases")

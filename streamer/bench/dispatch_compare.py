@@ -1,7 +1,8 @@
 """`run.py bench --dispatch` and `--slow-worker K`: how frames are dispatched to feature workers, measured.
 
 `--dispatch`: the same streams with credit dispatch and with push dispatch (`capture.dispatch`),
-phases alternating push, credit, push, ... (`--rounds` credit phases, each between two push ones).
+phases alternating push, credit, push, ... (`--rounds` credit phases, each between two push ones);
+`--push-cameras-per-process 1` gives push a capture process per camera, as before they were shared.
 `--slow-worker K`: with credit dispatch, one feature worker alone against two, the second slowed
 K times (`features.slowdown`), alternating the same way.
 
@@ -38,10 +39,16 @@ class Variant:
     child_sets: dict[str, list[str]] = field(default_factory=dict)
 
 
-def dispatch_variants(config: Config) -> tuple[Variant, Variant]:
-    """(the reference, the one compared with it): push, then credit."""
-    return (Variant("push", replace(config, "capture", dispatch="push")),
-            Variant("credit", replace(config, "capture", dispatch="credit")))
+def dispatch_variants(config: Config, push_cameras_per_process: int = 0) -> tuple[Variant, Variant]:
+    """(the reference, the one compared with it): push, then credit. `push_cameras_per_process`: push's
+    `capture.cameras_per_process` when not credit's (1: the pipeline before capture processes were shared)."""
+    shared = config.capture.cameras_per_process
+    if not push_cameras_per_process or push_cameras_per_process == shared:
+        return (Variant("push", replace(config, "capture", dispatch="push")),
+                Variant("credit", replace(config, "capture", dispatch="credit")))
+    return (Variant(f"push, {push_cameras_per_process}/process",
+                    replace(config, "capture", dispatch="push", cameras_per_process=push_cameras_per_process)),
+            Variant(f"credit, {shared}/process", replace(config, "capture", dispatch="credit")))
 
 
 def slow_worker_variants(config: Config, slowdown: float) -> tuple[Variant, Variant]:
@@ -87,6 +94,8 @@ def _phase(name: str, compared: bool, report: dict) -> dict:
             "transport_share": overall["stage_share"]["transport"],
             "dropped_stale": counts["dropped"]["capture_stale"],
             "frames_by_worker": {name: item["frames"] for name, item in counts["by_feature_worker"].items()},
+            "captures_cpu_percent": sum(value for name, value in report["cpu_percent"].items()
+                                        if name.startswith("capture:")),
             "cpu_percent": report["cpu_percent"], "loadavg": os.getloadavg()[0]}
 
 
@@ -94,7 +103,7 @@ def render(result: dict) -> Table:
     table = Table(title=f"{result['compared']} against {result['reference']}: {result['streams']} streams at "
                         f"{result['fps']:g} fps, one fresh pipeline per phase")
     columns = ("phase", "dispatch", "p50 ms", "p99 ms", "labels/s", "frames / feature CPU-s", "batch ms", "mean batch", "p50 / batch",
-               "transport", "stale dropped", "frames per worker", "load (1 min)")
+               "transport", "stale dropped", "captures CPU", "frames per worker", "load (1 min)")
     for column in columns:
         table.add_column(column, justify="left" if column in ("dispatch", "frames per worker") else "right")
     for index, p in enumerate(result["phases"], 1):
@@ -102,6 +111,7 @@ def render(result: dict) -> Table:
                       f"{p['frames_per_feature_cpu_s']:.0f}", f"{p['mean_batch_ms']:.1f}", f"{p['mean_batch']:.2f}",
                       f"{p['p50_over_batch']:.2f}" if p["p50_over_batch"] is not None else "-",
                       f"{100 * p['transport_share']:.1f}%", str(p["dropped_stale"]),
+                      f"{p['captures_cpu_percent']:.0f}%",
                       ", ".join(f"{k.split(':', 1)[1]}: {v}" for k, v in p["frames_by_worker"].items()),
                       f"{p['loadavg']:.2f}")
     ratios = result["ratios"]

@@ -1,4 +1,5 @@
-"""The capture process: one source -> preprocessed frames pushed over ZeroMQ.
+"""The capture process: a source -> preprocessed frames pushed over ZeroMQ (several live sources
+may share one process, a thread group each: `run_cameras`).
 
 Three threads with one job each:
 - a connection opens the source and pulls frames from it at the configured rate into a
@@ -381,13 +382,17 @@ ENDED_LINGER_MS = 60_000
 FINAL_MESSAGES_S = 0.5
 
 
-def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = None) -> int:
-    """Capture `spec` as stream `stream` until stopped or the source ends. Returns an exit code."""
+def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = None,
+                context: zmq.Context | None = None) -> int:
+    """Capture `spec` as stream `stream` until stopped or the source ends. Returns an exit code.
+
+    `context`: a ZeroMQ context shared with the process's other cameras (run_cameras), left open."""
     wire.check_stream_name(stream)
     stop = StopFlag() if stop is None else stop  # (an unset flag is falsy: `or` would replace it)
     config = fit_capture(config).config  # (already resolved under `up` and the bench: no bundle read)
     preset = capture_preset(config)
-    context = zmq.Context()
+    own_context = context is None
+    context = zmq.Context() if own_context else context
     link = open_frame_link(context, spec, stream, config)
     previews = PreviewSender(context, config, stream) if config.capture.preview_fps > 0 else None
     slot = LatestSlot()
@@ -486,7 +491,53 @@ def run_capture(spec: str, stream: str, config: Config, stop: StopFlag | None = 
         if previews:
             previews.close()
         link.close(linger_ms)  # give the last messages a moment to leave
+        if own_context:
+            context.term()
+
+
+def run_cameras(named: list[tuple[str, str]], config: Config, stop: StopFlag | None = None) -> int:
+    """Capture several sources in this process: each (stream, spec) runs `run_capture` in a thread of its
+    own, with a stop flag of its own, and all share one ZeroMQ context.
+
+    Why: with credit dispatch every frame is one credit in and one frame out, each waking a ZeroMQ I/O
+    thread; a process per camera wakes one per frame, one shared I/O thread serves the frames of
+    several cameras at a wake-up (16 cameras at 60 fps on 2 cores, docs/benchmarks.md: the captures
+    took 50-52% of a core in two processes against 66-70% in sixteen). A process per camera also
+    holds its own copy of Python, NumPy and OpenCV.
+
+    A camera whose source ends or fails for good stops alone. One that asks for a fresh process
+    (readers stuck in the driver) or crashes stops them all, and the process exits with RESTART_ME,
+    so `up` restarts the lot: each of the others then starts a new session (a fresh window)."""
+    stop = StopFlag() if stop is None else stop
+    context = zmq.Context()
+    flags = [StopFlag(signals=False) for _ in named]
+    codes: dict[str, int] = {}
+
+    def camera(spec: str, stream: str, flag: StopFlag) -> None:
+        try:
+            codes[stream] = run_capture(spec, stream, config, flag, context)
+        except Exception:  # noqa: BLE001 - the others are stopped and the process restarted
+            log.exception("the capture of %s failed", stream)
+            codes[stream] = ExitCode.RESTART_ME
+
+    threads = [threading.Thread(target=camera, args=(spec, stream, flag), name=f"camera-{stream}")
+               for (stream, spec), flag in zip(named, flags)]
+    try:
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            if stop or ExitCode.RESTART_ME in codes.values():
+                break
+            stop.wait(0.2)
+    finally:
+        for flag in flags:
+            flag.set()
+        for thread in threads:
+            thread.join()
         context.term()
+    if ExitCode.RESTART_ME in codes.values():
+        return ExitCode.RESTART_ME
+    return ExitCode.USER_ERROR if not stop and ExitCode.USER_ERROR in codes.values() else ExitCode.OK
 
 
 def _send_kept(link: CreditLink | PushLink, frame: wire.Frame) -> wire.Frame | None:
@@ -509,19 +560,34 @@ def _send_when_possible(link: CreditLink | PushLink, message, stop: StopFlag) ->
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--source", default=None,
-                        help=f"rtsp://..., a video file, a folder, webcam:N or synthetic (default: ${SOURCE_VARIABLE}, "
-                             f"which keeps a password out of the process list)")
-    parser.add_argument("--stream", default="cam0", help=f"stream name used in topics ({wire.STREAM_NAME_RULE})")
+    parser.add_argument("--source", action="append", default=[],
+                        help=f"rtsp://..., a video file, a folder, webcam:N or synthetic; repeat it with --stream for "
+                             f"several cameras in this process (default: ${SOURCE_VARIABLE}, one source a line, which "
+                             f"keeps a password out of the process list)")
+    parser.add_argument("--stream", action="append", default=[],
+                        help=f"stream name used in topics, one per source, in order (default: cam0; "
+                             f"{wire.STREAM_NAME_RULE})")
 
 
 def main(args: argparse.Namespace) -> int:
-    spec = args.source or os.environ.pop(SOURCE_VARIABLE, "")  # popped: nothing this starts inherits it
-    if not spec:
+    # popped: nothing this starts inherits it
+    specs = args.source or [line for line in os.environ.pop(SOURCE_VARIABLE, "").split("\n") if line]
+    streams = args.stream or ["cam0"]
+    if not specs:
         raise ActionableError(f"no source: give --source SPEC (or set {SOURCE_VARIABLE})")
-    wire.check_stream_name(args.stream)
-    setup_logging(f"capture:{args.stream}")
-    code = run_capture(spec, args.stream, from_args(args))
+    if len(specs) != len(streams):
+        raise ActionableError(f"{len(specs)} source(s) for {len(streams)} stream name(s): give one --stream NAME per "
+                              f"source, in the same order")
+    for stream in streams:
+        wire.check_stream_name(stream)
+    if len(set(streams)) < len(streams):
+        raise ActionableError(f"a stream name is given twice in {streams}: each source needs a name of its own")
+    setup_logging("capture:" + "+".join(streams))
+    config = from_args(args)
+    if len(streams) == 1:
+        code = run_capture(specs[0], streams[0], config)
+    else:
+        code = run_cameras(list(zip(streams, specs)), config)
     if any(isinstance(t, Connection) and t.is_alive() for t in threading.enumerate()):
         # A connection still blocked inside FFmpeg would be torn down by the interpreter's exit
         # (glibc then aborts: "exception not rethrown"); sockets are closed, so leave at once.

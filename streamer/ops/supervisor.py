@@ -61,6 +61,7 @@ class Child:
     argv: list[str]
     log_path: Path
     is_capture: bool = False
+    streams: list[str] = field(default_factory=list)  # a capture's streams
     process: subprocess.Popen | None = None
     restarts: int = 0
     finished: bool = False  # exited for good: not restarted
@@ -156,8 +157,8 @@ def plan(config: Config, sources: list[str], config_path: Path) -> list[Child]:
     for index, endpoint in enumerate(endpoints):
         children.append(Child(f"features:{index}", base + ["features", "--name", str(index)] + common
                               + ["--set", f"endpoints.frames={endpoint}"], log_dir / f"features-{index}.log"))
-    for stream, spec in named_sources(config, sources):
-        children.append(capture_child(config, stream, spec, config_path))
+    for group in capture_groups(config, named_sources(config, sources)):
+        children.append(capture_child(config, group, config_path))
     names = [c.name for c in children]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -176,16 +177,41 @@ def named_sources(config: Config, sources: list[str]) -> list[tuple[str, str]]:
     return named
 
 
-def capture_child(config: Config, stream: str, spec: str, config_path: Path) -> Child:
-    """The capture of one stream, sending to this pipeline's feature workers."""
+def capture_groups(config: Config, named: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The captures to run, in order: live sources share a process, `capture.cameras_per_process` at a
+    time; a file or folder has one of its own (it is read once, to its end: restarting a process it
+    shared would not read it again, and the others' restart would wait for it)."""
+    from streamer.capture.process import kept_source  # OpenCV: after `--help` has answered
+
+    size = config.capture.cameras_per_process
+    if size < 1:
+        raise ConfigError(f"capture.cameras_per_process is {size}; it must be at least 1 (1: a process per camera)")
+    groups: list[list[tuple[str, str]]] = []
+    shared: list[tuple[str, str]] = []  # the live group being filled (it is in `groups` once it has one)
+    for stream, spec in named:
+        if kept_source(spec, config):
+            groups.append([(stream, spec)])
+            continue
+        if not shared or len(shared) == size:
+            shared = []
+            groups.append(shared)
+        shared.append((stream, spec))
+    return groups
+
+
+def capture_child(config: Config, named: list[tuple[str, str]], config_path: Path) -> Child:
+    """The capture process of these (stream, spec) pairs, sending to this pipeline's feature workers."""
     from streamer.capture.sources import SOURCE_VARIABLE  # OpenCV: after `--help` has answered
 
-    # The source goes by environment, not argv: every user can read argv (`ps`), and a URL may hold a
-    # password. `--stream=NAME` in one word, so a name starting with '-' is not read as an option.
-    return Child(f"capture:{stream}", [sys.executable, str(RUN_PY), "capture", f"--stream={stream}",
+    streams = [stream for stream, _ in named]
+    joined = "+".join(streams)
+    # Sources go by environment, one a line, not argv: every user can read argv (`ps`), and a URL may
+    # hold a password. `--stream=NAME` in one word, so a name starting with '-' is not read as an option.
+    return Child(f"capture:{joined}", [sys.executable, str(RUN_PY), "capture", *[f"--stream={s}" for s in streams],
                                        "--config", str(config_path),
                                        "--set", f"endpoints.frames={','.join(frame_endpoints(config))}"],
-                 pipeline_log_dir(config) / f"capture-{stream}.log", is_capture=True, env={SOURCE_VARIABLE: spec})
+                 pipeline_log_dir(config) / f"capture-{joined}.log", is_capture=True,
+                 env={SOURCE_VARIABLE: "\n".join(spec for _, spec in named)}, streams=streams)
 
 
 def parse_source(source: str, index: int) -> tuple[str, str]:
@@ -421,7 +447,10 @@ def start_child(child: Child) -> None:
 
 
 def _send_stats(stats_out: zmq.Socket, children: list[Child], ready: bool) -> None:
-    counters = {f"restarts_{c.name}": c.restarts for c in children}
+    # A capture's restarts under each of its streams' process names ("capture:cam0"), the names its
+    # cameras' stats carry, so they pair with those stats whatever process the cameras share.
+    counters = {f"restarts_{name}": c.restarts for c in children
+                for name in ([f"capture:{stream}" for stream in c.streams] or [c.name])}
     counters["restarts"] = sum(c.restarts for c in children)
     counters["running"] = sum(c.exit_code() is None and c.process is not None for c in children)
     counters["ready"] = float(ready)  # the workers answered and the captures were started
@@ -498,7 +527,7 @@ def stop_captures_first(children: list[Child], watch: PipelineWatch, tally: Tall
     shutdown(captures)
     # A stream with no label since its last end has nothing on its way (the LSTM worker drops the
     # end of a stream it holds nothing of), so it is not waited for.
-    streams = [tally.stream(c.name.removeprefix("capture:")) for c in captures]
+    streams = [tally.stream(stream) for c in captures for stream in c.streams]
     labelled = [item for item in streams if item.labels and item.ended is None]
     settle_until = time.monotonic() + settle_s
     while any(item.ended is None for item in labelled) and time.monotonic() < settle_until:
@@ -566,8 +595,8 @@ def run_up(config: Config, sources: list[str], seconds: float = 0.0, stop: StopF
     log.info("labels will be published on %s (subscribe: %s)", config.endpoints.labels, subscribe_command(config))
     tally = Tally()
     for child in children:
-        if child.is_capture:  # listed even if none of its labels arrives
-            tally.stream(child.name.removeprefix("capture:"))
+        for stream in child.streams:  # listed even if none of its labels arrives
+            tally.stream(stream)
     code = supervise(children, config, stop, seconds, tally)
     (console or Console()).print(tally.summary(f"up stopped: {len(tally.streams)} stream(s), "
                                                f"{sum(s.labels for s in tally.streams.values())} labels"))

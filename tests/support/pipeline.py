@@ -113,6 +113,13 @@ class Pipeline:
         path = self.up_log if name == "up" else self.log_dir / name
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def capture_log(self, stream: str) -> str:
+        """The log of the capture process that runs `stream` (live cameras share one: capture-cam0+cam1.log)."""
+        for path in self.log_dir.glob("capture-*.log"):
+            if stream in path.stem.removeprefix("capture-").split("+"):
+                return path.read_text(errors="replace")
+        return ""
+
     def pid(self, child: str) -> int:
         """The current pid of a child (e.g. "features:0"), read from the supervisor's log."""
         found = re.findall(rf"(?:started|restarted) {re.escape(child)} \(pid (\d+)", self.log())

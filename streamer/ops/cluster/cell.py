@@ -128,7 +128,8 @@ class Cell:
                 self.told_epoch, self.told_at = self.epoch, now
             except zmq.Again:
                 return  # the LSTM worker is not connected yet: nothing changes before it knows
-        going = [c for c in children if c.is_capture and c.name.removeprefix("capture:") not in self.wanted]
+        # A process per stream here: a stream moved to another cell stops without disturbing the others.
+        going = [c for c in children if c.is_capture and not set(c.streams) <= set(self.wanted)]
         if going:
             for child in going:
                 children.remove(child)
@@ -136,10 +137,10 @@ class Cell:
             shutdown(going, grace_s=2.0)
         if not ready:
             return  # captures start once the workers have loaded their models
-        running = {c.name.removeprefix("capture:") for c in children if c.is_capture}
+        running = {stream for c in children if c.is_capture for stream in c.streams}
         for stream, spec in self.wanted.items():
             if stream not in running:
-                child = capture_child(self.config, stream, spec, self.config_path)
+                child = capture_child(self.config, [(stream, spec)], self.config_path)
                 children.append(child)
                 start_child(child)
 
