@@ -41,6 +41,15 @@ def test_live_sources_share_a_process_in_order_and_a_file_keeps_its_own(tmp_path
     assert [child.streams for child in alone if child.is_capture] == [["cam0"], ["door"]]
 
 
+def test_a_group_of_long_stream_names_gets_a_log_file_name_that_fits(tmp_path):
+    names = [f"{index}" + "x" * 63 for index in range(8)]  # 64 characters each, the longest allowed
+    capture = next(child for child in plan(load_config(), [f"{name}=synthetic" for name in names],
+                                           tmp_path / "up-config.toml") if child.is_capture)
+    assert capture.streams == names
+    assert capture.log_path.name == f"capture-{names[0]}+7-more.log"
+    (tmp_path / capture.log_path.name).write_text("")  # the file system takes the name
+
+
 def test_a_group_size_below_one_is_named_with_what_to_set(tmp_path):
     with pytest.raises(ConfigError, match=r"capture.cameras_per_process is 0; it must be at least 1"):
         plan(load_config(None, ["capture.cameras_per_process=0"]), ["synthetic"], tmp_path / "up-config.toml")

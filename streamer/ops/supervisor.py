@@ -205,12 +205,14 @@ def capture_child(config: Config, named: list[tuple[str, str]], config_path: Pat
 
     streams = [stream for stream, _ in named]
     joined = "+".join(streams)
+    # A file name holds 255 bytes: eight 64-character stream names would not fit.
+    log_name = joined if len(joined.encode()) <= 200 else f"{streams[0]}+{len(streams) - 1}-more"
     # Sources go by environment, one a line, not argv: every user can read argv (`ps`), and a URL may
     # hold a password. `--stream=NAME` in one word, so a name starting with '-' is not read as an option.
     return Child(f"capture:{joined}", [sys.executable, str(RUN_PY), "capture", *[f"--stream={s}" for s in streams],
                                        "--config", str(config_path),
                                        "--set", f"endpoints.frames={','.join(frame_endpoints(config))}"],
-                 pipeline_log_dir(config) / f"capture-{joined}.log", is_capture=True,
+                 pipeline_log_dir(config) / f"capture-{log_name}.log", is_capture=True,
                  env={SOURCE_VARIABLE: "\n".join(spec for _, spec in named)}, streams=streams)
 
 
