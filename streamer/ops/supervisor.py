@@ -399,8 +399,8 @@ def supervise(children: list[Child], config: Config, stop: StopFlag, seconds: fl
                 break
             if not ready and watch.ready([c for c in workers if c.name.startswith("features:")]):
                 ready = True
-                log.info("pipeline ready after %.1f s: starting %d capture(s)", time.monotonic() - started,
-                         len(captures))
+                log.info("pipeline ready after %.1f s: starting %d capture process(es) for %d stream(s)",
+                         time.monotonic() - started, len(captures), sum(len(c.streams) for c in captures))
                 for child in captures:
                     if not stop:
                         start_child(child)
