@@ -7,11 +7,11 @@ import time
 import pytest
 import zmq
 
-from tests.support.pipeline import free_port
+from tests.support.pipeline import free_endpoints
 
 
 def loopback_endpoints() -> dict[str, str]:
-    return {name: f"tcp://127.0.0.1:{free_port()}" for name in ("frames", "features", "labels", "previews")}
+    return free_endpoints()
 
 
 def endpoint_overrides(endpoints: dict[str, str]) -> list[str]:

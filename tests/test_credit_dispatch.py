@@ -27,7 +27,7 @@ from streamer.capture.dispatch import CAMERA_CREDITS, CreditLink
 from streamer.transport import wire
 from workers.feature_worker import bind_frames_socket
 from tests.support.clips import write_opencv
-from tests.support.pipeline import (FAST, Listener, Pipeline, free_endpoints, free_port, is_label, is_stats, run_py,
+from tests.support.pipeline import (FAST, Listener, Pipeline, free_port, free_ports, is_label, is_stats, run_py,
                                     stop_process)
 
 CAMERAS = 3
@@ -46,18 +46,18 @@ def _counters(features_in: zmq.Socket, seconds: float) -> dict[str, dict[str, fl
 
 
 def test_the_fast_worker_takes_most_frames_from_a_slow_one(tmp_path, zmq_context):
-    fast, slow, features = free_endpoints(), free_endpoints(), free_endpoints()["features"]
+    fast, slow, features = (f"tcp://127.0.0.1:{port}" for port in free_ports(3))
     features_in = zmq_context.socket(zmq.PULL)  # stands in for the LSTM worker
     features_in.bind(features)
     common = FAST + [f"endpoints.features={features}", "capture.fps=30"]
-    processes = [run_py(["features", "--name", "fast"], common + [f"endpoints.frames={fast['frames']}"],
+    processes = [run_py(["features", "--name", "fast"], common + [f"endpoints.frames={fast}"],
                         tmp_path / "fast.log"),
-                 run_py(["features", "--name", "slow"], common + [f"endpoints.frames={slow['frames']}",
+                 run_py(["features", "--name", "slow"], common + [f"endpoints.frames={slow}",
                                                                  "features.slowdown=10"], tmp_path / "slow.log")]
     try:
         for index in range(CAMERAS):
             processes.append(run_py(["capture", "--source", f"synthetic:{index}", "--stream", f"cam{index}"],
-                                    common + [f"endpoints.frames={fast['frames']},{slow['frames']}"],
+                                    common + [f"endpoints.frames={fast},{slow}"],
                                     tmp_path / f"capture{index}.log"))
         stats: dict[str, dict[str, float]] = {}
         deadline = time.monotonic() + 120

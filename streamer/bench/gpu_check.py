@@ -193,10 +193,10 @@ def _feed_worker(plan: Plan, pinned: bool) -> dict:
 
     from configs.settings import load_config
     from streamer.transport import wire
-    from streamer.transport.sockets import StopFlag, free_port
+    from streamer.transport.sockets import StopFlag, free_ports
     from workers.feature_worker import FeatureWorker
 
-    endpoints = {name: f"tcp://127.0.0.1:{free_port()}" for name in ("frames", "features")}
+    endpoints = {name: f"tcp://127.0.0.1:{port}" for name, port in zip(("frames", "features"), free_ports(2))}
     config = load_config(None, [f"endpoints.frames={endpoints['frames']}",
                                 f"endpoints.features={endpoints['features']}",
                                 "features.bundle=no-bundle-for-speed.pt", "features.imagenet_fallback=false",

@@ -16,7 +16,7 @@ from streamer.bench.procfs import backend_from_log, cpu_seconds, machine_busy_se
 from streamer.bench.record import STATS_INTERVAL_S, Recorder, summarize, tail
 from streamer.bench.views import render
 from streamer.transport import wire
-from streamer.transport.sockets import StopFlag, free_port, make_socket
+from streamer.transport.sockets import StopFlag, free_ports, make_socket
 
 log = logging.getLogger("bench")
 
@@ -33,9 +33,9 @@ def bench_config(config: Config, fps: float) -> Config:
     """
     if config.endpoints == Endpoints():
         workers = config.supervisor.feature_workers
-        config = replace(config, "endpoints", frames=",".join(f"tcp://127.0.0.1:{free_port()}" for _ in range(workers)),
-                         features=f"tcp://127.0.0.1:{free_port()}", labels=f"tcp://127.0.0.1:{free_port()}",
-                         previews=f"tcp://127.0.0.1:{free_port()}")
+        features, labels, previews, *frames = (f"tcp://127.0.0.1:{port}" for port in free_ports(3 + workers))
+        config = replace(config, "endpoints", frames=",".join(frames), features=features, labels=labels,
+                         previews=previews)
     from models.capture_preset import fit_capture
 
     fitted = fit_capture(config)

@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import math
 import os
+import random
 import select
 import signal
 import socket
@@ -195,11 +196,40 @@ class StopFlag:
                     pass
 
 
+LOWEST_FREE_PORT = 10_000  # free_ports picks from here to the start of the kernel's ephemeral range
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different loopback TCP ports nobody listens on right now (the bench's own pipeline, a
+    cluster cell's, tests), below the kernel's ephemeral range. A port from that range (what binding
+    port 0 gives) can be taken before its server binds it by the local end of an outgoing connection,
+    even one to that very port (TCP self-connect): a capture retrying every 100 ms to reach a feature
+    worker that is still starting took its port, and the worker could not bind it."""
+    low = _ephemeral_range_start()
+    ports: list[int] = []
+    for port in random.sample(range(LOWEST_FREE_PORT, low), min(low - LOWEST_FREE_PORT, 50 * count + 100)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # someone has it
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise ActionableError(f"no {count} free loopback TCP ports between {LOWEST_FREE_PORT} and {low}; "
+                          f"set the endpoints (endpoints.*) to ports you know are free")
+
+
 def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (the bench's own pipeline, tests)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """One port as `free_ports` gives them."""
+    return free_ports(1)[0]
+
+
+def _ephemeral_range_start() -> int:
+    try:  # Linux; elsewhere IANA's dynamic range
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152
 
 
 def bind_problem(endpoint: str) -> str | None:

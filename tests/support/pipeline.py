@@ -25,7 +25,7 @@ import zmq
 from configs.settings import Security, load_config
 from streamer.ops.supervisor import pipeline_log_dir
 from streamer.transport import wire
-from streamer.transport.sockets import free_port, make_socket
+from streamer.transport.sockets import free_port, free_ports, make_socket
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_PY = ROOT / "run.py"
@@ -39,11 +39,8 @@ FAST = ["capture.crop=64", "capture.resize=72", "capture.fps=8", "features.backe
 
 
 def free_endpoints() -> dict[str, str]:
-    ports: set[int] = set()
-    while len(ports) < 4:
-        ports.add(free_port())
-    return {name: f"tcp://127.0.0.1:{port}"
-            for name, port in zip(("frames", "features", "labels", "previews"), sorted(ports))}
+    return {name: f"tcp://127.0.0.1:{port}" for name, port in zip(("frames", "features", "labels", "previews"),
+                                                                   free_ports(4))}
 
 
 def run_py(args: list[str], sets: list[str], log_path: Path, cwd: Path | None = None) -> subprocess.Popen:

@@ -32,17 +32,14 @@ from streamer.ops.supervisor import (Child, capture_child, pipeline_log_dir, pre
                                      supervise)
 from streamer.runtime.logs import setup_logging
 from streamer.transport import wire
-from streamer.transport.sockets import StopFlag, free_port, make_socket
+from streamer.transport.sockets import StopFlag, free_ports, make_socket
 
 log = logging.getLogger("cell")
 
 
 def cell_config(config: Config, cell: str) -> Config:
     """The cluster's config with this cell's own loopback ports and log folder."""
-    ports = set()
-    while len(ports) < 4:
-        ports.add(free_port())
-    frames, features, labels, previews = (f"tcp://127.0.0.1:{port}" for port in sorted(ports))
+    frames, features, labels, previews = (f"tcp://127.0.0.1:{port}" for port in free_ports(4))
     config = replace(config, "endpoints", frames=frames, features=features, labels=labels, previews=previews)
     return replace(config, "supervisor", log_dir=str(Path(config.supervisor.log_dir) / cell))
 
