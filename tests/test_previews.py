@@ -12,7 +12,7 @@ from configs.settings import Config, Security, load_config
 from streamer.capture.previews import PreviewSender
 from streamer.transport import wire
 from streamer.transport.sockets import make_socket
-from tests.conftest import free_port
+from tests.support.pipeline import free_port
 
 
 def _jpeg(side: int = 8) -> bytes:

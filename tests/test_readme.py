@@ -19,7 +19,8 @@ from configs import reference, settings
 from configs.exit_codes import ExitCode
 from configs.settings import Config
 from streamer.transport import wire
-from tests.conftest import endpoint_overrides, free_port, loopback_endpoints
+from tests.conftest import endpoint_overrides, loopback_endpoints
+from tests.support.pipeline import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

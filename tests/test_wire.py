@@ -10,7 +10,8 @@ import pytest
 import zmq
 
 from streamer.transport import wire
-from tests.conftest import free_port, recv_published
+from tests.conftest import recv_published
+from tests.support.pipeline import free_port
 
 
 def _frame(stream="cam0", seq=3, shape=(8, 6, 3)) -> wire.Frame:
