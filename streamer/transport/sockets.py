@@ -18,6 +18,7 @@ import select
 import signal
 import socket
 import threading
+from pathlib import Path
 from urllib.parse import urlparse
 
 import zmq
@@ -204,16 +205,12 @@ def free_ports(count: int) -> list[int]:
     cluster cell's, tests), below the kernel's ephemeral range. A port from that range (what binding
     port 0 gives) can be taken before its server binds it by the local end of an outgoing connection,
     even one to that very port (TCP self-connect): a capture retrying every 100 ms to reach a feature
-    worker that is still starting took its port, and the worker could not bind it."""
+    worker that is still starting can take its port, and the worker then cannot bind it."""
     low = _ephemeral_range_start()
     ports: list[int] = []
     for port in random.sample(range(LOWEST_FREE_PORT, low), min(low - LOWEST_FREE_PORT, 50 * count + 100)):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue  # someone has it
-        ports.append(port)
+        if bind_problem(f"tcp://127.0.0.1:{port}") is None:
+            ports.append(port)
         if len(ports) == count:
             return ports
     raise ActionableError(f"no {count} free loopback TCP ports between {LOWEST_FREE_PORT} and {low}; "
@@ -227,7 +224,7 @@ def free_port() -> int:
 
 def _ephemeral_range_start() -> int:
     try:  # Linux; elsewhere IANA's dynamic range
-        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 49152
 
